@@ -1,0 +1,2 @@
+<?php
+return 'Demo shop, first release';

@@ -1,0 +1,2 @@
+<?php
+return ['modules' => ['Demo_Shop' => 1]];

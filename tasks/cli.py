@@ -1,0 +1,257 @@
+"""The Fabric tasks: what ``fab --list`` shows. Each is a thin layer over the modules.
+
+``fab deploy --hosts=web1,web2`` is ONE deploy: stock ``fab`` calls a task once per host,
+serially, so ``deploy`` itself only collects its hosts and a ``post`` task, which Fabric
+runs once after all per-host calls, deploys to all of them together. Every other task
+keeps Fabric's per-host meaning (``fab -H web1,web2 db-status`` asks each host).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from fabric import Connection, task
+from invoke import Context
+from invoke.exceptions import Exit
+
+from . import build, deploy as deploying, lock, magento, opcache, release, source, switch
+from .hosts import Host, StepFailed, say
+from .settings import Settings, SettingsError, load
+
+
+def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into one clear message and a non-zero exit, not a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SettingsError as exc:
+            raise Exit(f"configuration error: {exc}", code=2) from exc
+        except KeyboardInterrupt as exc:
+            raise Exit("interrupted: nothing was switched that was not switched back", 130) from exc
+        except (RuntimeError, LookupError, OSError) as exc:
+            raise Exit(f"error: {exc}", code=1) from exc
+    return wrapper
+
+
+def targets(c: Context, settings: Settings, *, echo: bool = True) -> list[Host]:
+    """The task's host when ``fab`` gave one, else every host of ``DEPLOY_HOSTS``."""
+    if isinstance(c, Connection):
+        return [Host.from_context(c, echo=echo)]
+    if not settings.hosts:
+        raise SettingsError("no host: give --hosts=web1,web2 or set DEPLOY_HOSTS")
+    return [Host.named(name, c.config, echo=echo) for name in settings.hosts]
+
+
+def newest_release(host: Host, settings: Settings) -> str:
+    """The most recent release folder: what ad-hoc ``build``/``switch-symlink`` act on."""
+    releases = release.list_releases(host, settings)
+    if not releases:
+        raise LookupError(f"[{host.name}] no release in {settings.releases_dir}: "
+                          "run `fab prepare-release` (or `fab deploy`) first")
+    return releases[-1]
+
+
+# -- deploy ------------------------------------------------------------------------------------
+
+_collected: dict[str, Any] = {"hosts": [], "options": {}}
+
+
+@task
+@clean_errors
+def _deploy_collected(c: Context) -> None:
+    hosts, options = _collected["hosts"], _collected["options"]
+    _collected.update(hosts=[], options={})
+    settings = load()
+    quiet = options.get("quiet", False)
+    targets_ = hosts or targets(c, settings, echo=not quiet)
+    if options.get("dry"):
+        say(deploying.dry_run(settings, [h.name for h in targets_], options.get("ref")))
+        return
+    summary = deploying.deploy(targets_, settings, ref=options.get("ref"), quiet=quiet)
+    say("\n" + summary.text())
+
+
+@task(post=[_deploy_collected], help={
+    "ref": "branch, tag or commit to deploy (default: DEPLOY_BRANCH)",
+    "dry": "print the plan (every command, in order) and change nothing",
+    "quiet": "only the timeline and the summary, not the commands' output",
+})
+@clean_errors
+def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = False) -> None:
+    """Build a new release on every host in parallel, then switch all of them together.
+
+    Steps: lock; fetch the code into releases/<id> (from a bare mirror on each host); link
+    shared files; composer install; setup:di:compile; composer dump-autoload -o;
+    setup:static-content:deploy with the release id as content version. Then the primary
+    host (DEPLOY_PRIMARY, default the first) asks Magento, from the new release, whether the
+    database or config must move. No: `current` is switched on every host with zero
+    downtime. Yes: maintenance on (live and new release, every host), setup:upgrade
+    --keep-generated once, switch. Then OPcache flush on every host, cache:flush once,
+    maintenance off, old releases pruned. A failure before the switch leaves every host
+    on its old release. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS.
+    """
+    load()  # bad settings stop here, before any host is touched
+    if isinstance(c, Connection):
+        _collected["hosts"].append(Host.from_context(c, echo=not quiet))
+    _collected["options"] = {"ref": ref, "dry": dry, "quiet": quiet}
+
+
+# -- the steps, one by one ----------------------------------------------------------------------
+
+@task(help={"ref": "branch, tag or commit (default: DEPLOY_BRANCH)"})
+@clean_errors
+def prepare_release(c: Context, ref: str | None = None) -> None:
+    """Create a new release folder with the code of REF and the shared links; print its id."""
+    settings = load()
+    for host in targets(c, settings):
+        commit = source.resolve_commit(host, settings, ref or settings.branch)
+        rel = release.new_release_id()
+        for step in source.checkout(settings, rel, commit) + [source.link_shared(settings, rel)]:
+            host.run(step.command, step=step.name)
+        release.write_record(host, settings, release.ReleaseRecord(
+            rel, ref=ref or settings.branch, commit=commit, status=release.BUILDING))
+        say(f"[{host.name}] prepared release {rel} ({commit[:10]})")
+
+
+@task(name="build", help={"release": "release id (default: the newest)"})
+@clean_errors
+def build_release(c: Context, release: str | None = None) -> None:
+    """composer install, setup:di:compile, composer dump-autoload -o, static content deploy."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings):
+        rel = release or newest_release(host, settings)
+        for step in build.build(settings, rel):
+            host.run(step.command, step=step.name)
+        say(f"[{host.name}] built release {rel}")
+
+
+@task(help={"release": "release id to ask from (default: the newest)"})
+@clean_errors
+def db_status(c: Context, release: str | None = None) -> None:
+    """Ask Magento (from the new release) whether setup:upgrade or a config import is due."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings, echo=False):
+        rel = release or newest_release(host, settings)
+        verdict = magento.db_status(host, settings, rel)
+        say(f"[{host.name}] release {rel}: {verdict.line()}")
+
+
+@task(help={"release": "release id to upgrade from (default: the newest)"})
+@clean_errors
+def maybe_upgrade(c: Context, release: str | None = None) -> None:
+    """If anything is pending: maintenance on (live + new release), setup:upgrade --keep-generated.
+
+    Maintenance stays on: run switch-symlink, flush-opcache, then maintenance-off.
+    """
+    settings = load(require_repo=False)
+    for host in targets(c, settings):
+        rel = release or newest_release(host, settings)
+        verdict = magento.db_status(host, settings, rel)
+        if not verdict.pending:
+            say(f"[{host.name}] {verdict.line()}: nothing to do")
+            continue
+        live = deploying.release.live_release(host, settings)
+        magento.maintenance_on(host, settings, [r for r in (live, rel) if r])
+        magento.upgrade(host, settings, rel)
+        say(f"[{host.name}] upgraded from {rel}; maintenance is ON until you run "
+            "switch-symlink, flush-opcache and maintenance-off")
+
+
+@task(help={"release": "release id to make live (default: the newest)"})
+@clean_errors
+def switch_symlink(c: Context, release: str | None = None) -> None:
+    """Atomically point `current` at a release (a temporary link renamed over it)."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings):
+        rel = release or newest_release(host, settings)
+        old = deploying.release.live_release(host, settings)
+        switch.check_current_is_link(host, settings)
+        switch.point_current(host, settings, rel)
+        if old and old != rel:
+            deploying.mark(host, settings, old, deploying.PREVIOUS)
+        deploying.mark(host, settings, rel, deploying.LIVE)
+        say(f"[{host.name}] current -> releases/{rel} (was {old or 'nothing'})")
+
+
+@task
+@clean_errors
+def flush_opcache(c: Context) -> None:
+    """Reset PHP-FPM's OPcache without root (DEPLOY_OPCACHE: fcgi, url, command or none)."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings, echo=False):
+        for report in opcache.flush(host, settings, opcache.choose(host, settings)):
+            say(f"[{host.name}] {report.line()}")
+            if report.warning:
+                say(f"[{host.name}] WARNING: {report.warning}")
+
+
+@task
+@clean_errors
+def maintenance_on(c: Context) -> None:
+    """Put the live release into maintenance (var/.maintenance.flag)."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings):
+        live = newest_live(host, settings)
+        magento.maintenance_on(host, settings, [live])
+        say(f"[{host.name}] maintenance ON in release {live}")
+
+
+@task
+@clean_errors
+def maintenance_off(c: Context) -> None:
+    """Lift maintenance in the live release."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings):
+        live = newest_live(host, settings)
+        magento.maintenance_off(host, settings, [live])
+        say(f"[{host.name}] maintenance OFF in release {live}")
+
+
+def newest_live(host: Host, settings: Settings) -> str:
+    live = release.live_release(host, settings)
+    if not live:
+        raise LookupError(f"[{host.name}] {settings.current} does not exist: nothing is live")
+    return live
+
+
+@task(help={"dry": "only say what would be removed"})
+@clean_errors
+def prune_releases(c: Context, dry: bool = False) -> None:
+    """Remove old releases; keeps DEPLOY_KEEP_RELEASES, `current` and the rollback target."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings):
+        host.open()
+        with deploying.locked([host], settings, "prune"):
+            live = release.live_release(host, settings)
+            records = release.read_records(host, settings)
+            protect = {live or "", rollback_target(live, records) or ""}
+            removed = deploying.prune(host, settings, protect=protect, dry=dry)
+            if not removed:
+                say(f"[{host.name}] nothing to prune")
+
+
+def rollback_target(live: str | None, records: dict[str, release.ReleaseRecord]) -> str | None:
+    """The newest release older than ``live`` that was live once (never a failed one)."""
+    older = [r for r in sorted(records) if live and r < live
+             and records[r].status in (release.PREVIOUS, release.LIVE)]
+    return older[-1] if older else None
+
+
+@task
+@clean_errors
+def unlock(c: Context) -> None:
+    """Remove a deploy lock left behind (say who held it). Only when nobody is deploying."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings):
+        info = lock.force_unlock(host, settings)
+        say(f"[{host.name}] " + (f"removed lock held by {info}" if info else "no lock"))
+
+
+__all__ = [
+    "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade", "switch_symlink",
+    "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases", "unlock",
+    "StepFailed",
+]

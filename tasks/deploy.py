@@ -1,0 +1,385 @@
+"""One deploy over one or many hosts, in phases with a barrier between them.
+
+1. lock + preflight everywhere (nothing changes yet);
+2. prepare + build on every host in parallel, then verify every build;
+   any failure: nobody switches, the new folders go, the error names each host;
+3. ask the primary's new release whether the database must move;
+   pending: maintenance on (live + new release, every host), ``setup:upgrade`` once;
+4. switch ``current`` on every host back to back; a host that fails is undone everywhere;
+5. flush OPcache everywhere, ``cache:flush`` once, maintenance off (only if we set it);
+6. records, pruning, unlock, summary.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from . import build, lock, magento, opcache, release, source, switch
+from .hosts import Host, StepFailed, failures, on_all, q, say
+from .plan import Step, render
+from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
+from .report import Summary, Timeline
+from .settings import Settings
+
+
+class DeployError(RuntimeError):
+    """A deploy stopped; the message says what happened to the live site."""
+
+
+def primary_of(hosts: list[Host], settings: Settings) -> Host:
+    """``DEPLOY_PRIMARY`` or the first host: the one that does the database work."""
+    for host in hosts:
+        if host.name == settings.primary:
+            return host
+    if settings.primary:
+        raise DeployError(f"DEPLOY_PRIMARY={settings.primary!r} is not among the hosts "
+                          f"{[h.name for h in hosts]}")
+    return hosts[0]
+
+
+def run_steps(host: Host, steps: list[Step], timeline: Timeline) -> None:
+    for step in steps:
+        with timeline.timed(host.name, step.name):
+            host.run(step.command, step=step.name)
+
+
+def describe_failures(errors: dict[str, BaseException]) -> str:
+    return "\n".join(str(e) if isinstance(e, StepFailed) else f"[{h}] {type(e).__name__}: {e}"
+                     for h, e in errors.items())
+
+
+def raise_on_failures(results: dict, what: str) -> None:
+    errors = failures(results)
+    if errors:
+        raise DeployError(f"{what} failed on {', '.join(errors)}:\n{describe_failures(errors)}")
+
+
+@contextmanager
+def interrupts_as_exceptions() -> Iterator[None]:
+    """SIGTERM (what CI and systemd send) becomes KeyboardInterrupt, so cleanup runs."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "") -> Iterator[None]:
+    """Hold ``deploy.lock`` on every host, or on none: a refusal releases what we took."""
+    info = lock.lock_info(action, rel)
+    results = on_all(hosts, lambda h: lock.acquire(h, settings, info))
+    errors = failures(results)
+    if errors:
+        on_all([h for h in hosts if h.name not in errors], lambda h: lock.release(h, settings, info))
+        raise DeployError("\n".join(str(e) for e in errors.values()))
+    try:
+        yield
+    finally:
+        on_all(hosts, lambda h: lock.release(h, settings, info))
+
+
+def open_all(hosts: list[Host]) -> None:
+    """Connect to every host before fanning out (a lazily opened Connection races)."""
+    raise_on_failures(on_all(hosts, Host.open), "connecting")
+
+
+def abandon(hosts: list[Host], settings: Settings, record: ReleaseRecord, why: str) -> None:
+    """Stop what still runs in the new release, remove its folder, record it as failed."""
+    path = settings.release_dir(record.id)
+    record.status, record.note, record.finished = FAILED, why[:2000], release.utc_now()
+
+    def one(host: Host) -> None:
+        host.run(  # processes whose working directory is inside the release (a build we left)
+            f"for p in /proc/[0-9]*; do case \"$(readlink $p/cwd 2>/dev/null)\" in"
+            f" {q(path)}|{q(path)}/*) kill ${{p#/proc/}} 2>/dev/null;; esac; done; "
+            + release.remove_release_cmd(settings, record.id),
+            step="remove failed release", warn=True, echo=False)
+        release.write_record(host, settings, record)
+
+    on_all(hosts, one)
+
+
+@dataclass
+class Deploy:
+    """The state of one deploy while it runs (see the module docstring for the phases)."""
+
+    hosts: list[Host]
+    settings: Settings
+    ref: str
+    timeline: Timeline
+    release: str
+    summary: Summary
+    record: ReleaseRecord | None = None
+    commit: str = ""
+    live: dict[str, str | None] = field(default_factory=dict)
+    strategies: dict[str, str] = field(default_factory=dict)
+    operator_maintenance: set[str] = field(default_factory=set)
+    flagged: list[Host] = field(default_factory=list)
+    window_start: float = 0.0
+
+    @property
+    def primary(self) -> Host:
+        return primary_of(self.hosts, self.settings)
+
+    def all(self, fn: Callable[[Host], object], what: str) -> dict:
+        results = on_all(self.hosts, fn)
+        raise_on_failures(results, what)
+        return results
+
+    def releases_of(self, host: Host) -> list[str]:
+        """The live and the new release of a host: where maintenance must be set."""
+        return [r for r in (self.live[host.name], self.release) if r]
+
+    def write_records(self) -> None:
+        assert self.record is not None
+        on_all(self.hosts, lambda h: release.write_record(h, self.settings, self.record))
+
+    # -- phase 1 ---------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Check every host; learn its live release, OPcache strategy, maintenance state."""
+        s = self.settings
+
+        def one(host: Host) -> tuple[str | None, str, bool]:
+            host.run(f"mkdir -p {q(s.releases_dir)} {q(s.shared_dir)} {q(s.history_dir)}"
+                     f" && test -w {q(s.deploy_path)}", step="preflight", echo=False)
+            switch.check_current_is_link(host, s)
+            live = release.live_release(host, s)
+            return live, opcache.choose(host, s), magento.maintenance_is_on(host, s, live)
+
+        for name, (live, strategy, on) in self.all(one, "preflight").items():
+            self.live[name], self.strategies[name] = live, strategy
+            if on:
+                self.operator_maintenance.add(name)
+        if len(set(self.live.values())) > 1:
+            self.summary.warnings.append(f"hosts were on different releases before: {self.live}")
+
+    # -- phase 2 ---------------------------------------------------------------------------
+    def build_everywhere(self) -> None:
+        """Prepare and build the release on every host at once; all must succeed."""
+        s, rel = self.settings, self.release
+
+        def one(host: Host) -> float:
+            start = time.monotonic()
+            run_steps(host, source.checkout(s, rel, self.commit), self.timeline)
+            run_steps(host, [source.link_shared(s, rel)], self.timeline)
+            run_steps(host, build.build(s, rel), self.timeline)
+            return time.monotonic() - start
+
+        self.write_records()
+        self.summary.build_seconds = self.all(one, "build")
+        step = build.verify(s, rel)
+        results = self.all(lambda h: h.output(step.command, step=step.name).split(), step.name)
+        for name, (commit, static_version) in results.items():
+            if commit != self.commit or static_version != rel:
+                raise DeployError(f"[{name}] built commit {commit} / static version "
+                                  f"{static_version}, expected {self.commit} / {rel}")
+
+    # -- phase 3 ---------------------------------------------------------------------------
+    def upgrade_database(self) -> None:
+        """Maintenance on everywhere (live + new release), ``setup:upgrade`` on the primary."""
+        s, record = self.settings, self.record
+        assert record is not None
+        self.window_start = time.monotonic()
+        results = on_all(self.hosts, lambda h: magento.maintenance_on(h, s, self.releases_of(h)))
+        self.flagged = [h for h in self.hosts if h.name not in self.operator_maintenance]
+        if failures(results):
+            self.lift_maintenance(flush_failed=set())
+            raise_on_failures(results, "maintenance on")
+        record.setup_upgrade = record.config_import = True  # before: a failure still counts
+        self.write_records()
+        try:
+            with self.timeline.timed(self.primary.name, "setup:upgrade"):
+                magento.upgrade(self.primary, s, self.release)
+        except StepFailed as exc:
+            record.status, record.note = FAILED, str(exc)[:2000]
+            self.write_records()
+            raise DeployError(
+                f"{exc}\nsetup:upgrade failed: the database may be HALF-UPGRADED, so maintenance "
+                f"stays ON on every host and `current` still points at the old release. Fix the "
+                f"cause, then deploy again (or `fab maintenance-off` once the database is sane)."
+            ) from exc
+        self.summary.upgrade_seconds = self.timeline.entries[-1].seconds
+
+    def lift_maintenance(self, flush_failed: set[str]) -> None:
+        """Maintenance off where this deploy set it; where OPcache could not be flushed the
+        old release keeps its flag, so workers still running old code show maintenance."""
+        on_all(self.flagged, lambda h: magento.maintenance_off(
+            h, self.settings, [self.release] if h.name in flush_failed else self.releases_of(h)))
+
+    # -- phase 5 ---------------------------------------------------------------------------
+    def finish(self) -> None:
+        """After the switch: OPcache, cache, maintenance off, records, pruning."""
+        s, record, summary = self.settings, self.record, self.summary
+        assert record is not None
+        results = on_all(self.hosts, lambda h: opcache.flush(h, s, self.strategies[h.name]))
+        flush_failed = failures(results)
+        for name, reports in results.items():
+            if isinstance(reports, BaseException):
+                summary.warnings.append(f"OPcache flush failed on {name}: {reports}")
+                continue
+            for rep in reports:
+                summary.notes.append(f"opcache {rep.line()}")
+                if rep.warning:
+                    summary.warnings.append(f"{name}: {rep.warning}")
+        with self.timeline.timed(self.primary.name, "cache:flush"):
+            magento.cache_flush(self.primary, s, self.release)
+        self.lift_maintenance(set(flush_failed))
+        if self.flagged:
+            summary.maintenance_seconds = time.monotonic() - self.window_start
+            record.maintenance_seconds = round(summary.maintenance_seconds, 3)
+        record.status, record.finished = LIVE, release.utc_now()
+
+        def one(host: Host) -> None:
+            record.steps = self.timeline.by_step(host.name)
+            release.write_record(host, s, record)
+            old = self.live[host.name]
+            if old and old != self.release:
+                mark(host, s, old, PREVIOUS)
+            prune(host, s, protect={self.release, old or ""}, quiet=True)
+
+        on_all(self.hosts, one)
+        if flush_failed:
+            raise DeployError(summary.text() + "\nthe release is live, but OPcache was not "
+                              f"flushed on {', '.join(flush_failed)}: PHP may still serve the "
+                              "old code there")
+
+
+def switch_all(hosts: list[Host], settings: Settings, rel: str,
+               previous: dict[str, str | None], timeline: Timeline) -> dict[str, float]:
+    """Point ``current`` at ``rel`` on every host at once; if one fails, put every host
+    back on its previous release, so hosts never end on different releases.
+
+    Returns, per host, when its switch finished (monotonic seconds).
+    """
+    def one(host: Host) -> float:
+        with timeline.timed(host.name, "switch"):
+            switch.point_current(host, settings, rel)
+        return time.monotonic()
+
+    def back(host: Host) -> None:
+        old = previous[host.name]
+        if old:
+            switch.point_current(host, settings, old)
+
+    results = on_all(hosts, one)
+    errors = failures(results)
+    if not errors:
+        return results  # type: ignore[return-value]
+    still = failures(on_all(hosts, back))
+    state = ("every host is back on its previous release" if not still else
+             f"COULD NOT switch back {', '.join(still)}: hosts are on different releases, "
+             "check `fab releases`")
+    raise DeployError(f"switch failed on {', '.join(errors)}:\n{describe_failures(errors)}\n"
+                      f"{state}")
+
+
+def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
+           quiet: bool = False) -> Summary:
+    """Deploy ``ref`` (default ``DEPLOY_BRANCH``) to all ``hosts`` as one release."""
+    ref = ref or settings.branch
+    rel = release.new_release_id()
+    d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref))
+    primary_of(hosts, settings)
+    with interrupts_as_exceptions():
+        open_all(hosts)
+        with locked(hosts, settings, "deploy", rel):
+            d.preflight()
+            with d.timeline.timed(d.primary.name, "resolve ref"):
+                d.commit = d.summary.commit = source.resolve_commit(d.primary, settings, ref)
+            d.record = ReleaseRecord(rel, ref=ref, commit=d.commit, hosts=[h.name for h in hosts])
+            try:
+                d.build_everywhere()
+                with d.timeline.timed(d.primary.name, "db status"):
+                    verdict = magento.db_status(d.primary, settings, rel)
+            except BaseException as exc:
+                abandon(hosts, settings, d.record, str(exc))
+                if isinstance(exc, (DeployError, KeyboardInterrupt)):
+                    raise
+                raise DeployError(f"{exc}\nnothing was switched; release {rel} removed") from exc
+            d.record.db_status = verdict.line()
+            say(f"{'':9}{d.primary.name:<12} {verdict.line()}")
+            if verdict.pending:
+                d.summary.path = "maintenance"
+                d.upgrade_database()
+            else:
+                d.summary.path = "zero-downtime"
+            # Maintenance the operator had on stays on: the new release gets the flag too.
+            on_all([h for h in hosts if h.name in d.operator_maintenance],
+                   lambda h: magento.maintenance_on(h, settings, d.releases_of(h)))
+            try:
+                switched = switch_all(hosts, settings, rel, d.live, d.timeline)
+            except DeployError as exc:
+                if verdict.pending:
+                    raise DeployError(f"{exc}\nthe database WAS upgraded: maintenance stays on "
+                                      "until the release is switched") from exc
+                abandon(hosts, settings, d.record, str(exc))
+                raise
+            first = min(switched.values())
+            d.summary.switch_offsets = {h: t - first for h, t in switched.items()}
+            d.finish()
+    return d.summary
+
+
+def mark(host: Host, settings: Settings, rel: str, status: str) -> None:
+    """Change the status in a release's record (creating a minimal one if it has none)."""
+    records = release.read_records(host, settings)
+    rec = records.get(rel) or ReleaseRecord(rel, deployed_by="unknown")
+    rec.status = status
+    release.write_record(host, settings, rec)
+
+
+def prune(host: Host, settings: Settings, *, protect: set[str], quiet: bool = False,
+          dry: bool = False) -> list[str]:
+    """Remove old release folders on ``host`` (see :func:`release.plan_prune`)."""
+    releases = release.list_releases(host, settings)
+    records = release.read_records(host, settings)
+    plan = release.plan_prune(releases, records, keep=settings.keep_releases,
+                              protected={p for p in protect if p})
+    if not plan.remove:
+        return []
+    paths = " ".join(q(settings.release_dir(r)) for r in plan.remove)
+    freed = host.run(f"du -sk {paths} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'",
+                     step="prune", echo=False, warn=True).stdout.strip()
+    if not dry:
+        host.run("; ".join(release.remove_release_cmd(settings, r) for r in plan.remove),
+                 step="prune", echo=False)
+    if not quiet or dry:
+        say(f"[{host.name}] {'would remove' if dry else 'removed'} {', '.join(plan.remove)} "
+            f"({int(freed or 0) / 1024:.1f} MiB)")
+    return list(plan.remove)
+
+
+def dry_run(settings: Settings, hosts: list[str], ref: str | None = None) -> str:
+    """The plan of a deploy as text, without contacting any host."""
+    rel, ref = "<release-id>", ref or settings.branch
+    primary = settings.primary or hosts[0]
+    sections = [
+        render(f"on {primary}: resolve {ref}", [source.update_mirror(settings),
+                                                source.resolve_ref(settings, ref)]),
+        render(f"on {', '.join(hosts)} in parallel: prepare + build",
+               source.checkout(settings, rel, "<commit>") + [source.link_shared(settings, rel)]
+               + build.build(settings, rel) + [build.verify(settings, rel)]),
+        render(f"on {primary}: database status",
+               [Step(c, build.magento(settings, rel, c))
+                for c in ("setup:db:status", "app:config:status")]),
+        render(f"only if pending: maintenance on every host, then on {primary}",
+               [Step("setup:upgrade", build.magento(settings, rel, "setup:upgrade",
+                                                    "--keep-generated"))]),
+        render(f"on {', '.join(hosts)}: switch", [switch.switch(settings, rel)]),
+        render(f"then: OPcache flush ({settings.opcache}) everywhere, cache:flush on {primary}, "
+               "maintenance off, prune", [Step("cache:flush", build.magento(settings, rel,
+                                                                             "cache:flush"))]),
+    ]
+    return "\n".join(sections)

@@ -1,0 +1,129 @@
+"""Asking Magento about its database, and the maintenance flag.
+
+``setup:db:status`` and ``app:config:status`` run from the NEW release against the live
+database: exit 0 means nothing to do, exit 2 means pending. Magento also exits 2 when
+the code is *older* than the database (an old commit deployed after a schema change);
+its output then says "Some modules use code versions newer or older than the
+database", and we refuse before any maintenance.
+
+Maintenance is the file ``<release>/var/.maintenance.flag`` -- exactly what
+``maintenance:enable`` creates -- and Magento looks for it relative to the physical
+release of the code serving the request. A deploy therefore sets it in the live release
+AND the new one. We touch the file directly instead of booting Magento twice inside the
+maintenance window.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .build import magento
+from .hosts import Host, q
+from .settings import Settings
+
+UP_TO_DATE, PENDING = 0, 2
+DB_AHEAD_MARKER = "Some modules use code versions newer or older than the database"
+_VERSION_LINE = re.compile(r"^\s*(\S+)\s+(schema|data):\s+(\S+)\s+->\s+(\S+)", re.M)
+
+
+class MagentoError(RuntimeError):
+    """Magento answered something we cannot act on; carries its own output."""
+
+
+class DatabaseAheadError(MagentoError):
+    """The code being deployed is older than the database schema."""
+
+
+@dataclass(frozen=True)
+class DbVerdict:
+    """What the new release's Magento says about the live database."""
+
+    schema_pending: bool
+    config_pending: bool
+    output: str
+
+    @property
+    def pending(self) -> bool:
+        return self.schema_pending or self.config_pending
+
+    def line(self) -> str:
+        if not self.pending:
+            return "database and config up to date: zero-downtime switch"
+        parts = [p for p, on in (("schema/data", self.schema_pending),
+                                 ("config", self.config_pending)) if on]
+        return f"pending {' and '.join(parts)}: setup:upgrade in a maintenance window"
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\-]", version))
+
+
+def modules_ahead(output: str) -> list[str]:
+    """Modules whose database version is newer than the code's, from db:status output."""
+    ahead = []
+    for module, kind, db, code in _VERSION_LINE.findall(output):
+        if db != "none" and _version_key(db) > _version_key(code):
+            ahead.append(f"{module} {kind} {db} in the database > {code} in the code")
+    return ahead
+
+
+def _status(host: Host, settings: Settings, release: str, command: str) -> tuple[bool, str]:
+    result = host.run(magento(settings, release, command), step=command, warn=True, echo=False)
+    output = (result.stdout + result.stderr).strip()
+    if result.exited == UP_TO_DATE:
+        return False, output
+    if result.exited == PENDING:
+        return True, output
+    raise MagentoError(f"[{host.name}] bin/magento {command} failed (exit {result.exited}) "
+                       f"in release {release}:\n{output}")
+
+
+def db_status(host: Host, settings: Settings, release: str) -> DbVerdict:
+    """Run both status commands from ``release``; refuse code older than the database."""
+    schema_pending, schema_out = _status(host, settings, release, "setup:db:status")
+    if DB_AHEAD_MARKER in schema_out:
+        ahead = modules_ahead(schema_out) or ["(modules not listed)"]
+        raise DatabaseAheadError(
+            f"[{host.name}] the release is OLDER than the database: "
+            + "; ".join(ahead)
+            + ". Deploying it would break the shop and setup:upgrade cannot downgrade. "
+            "Deploy a commit that contains these module versions.\n" + schema_out
+        )
+    config_pending, config_out = _status(host, settings, release, "app:config:status")
+    return DbVerdict(schema_pending, config_pending, f"{schema_out}\n{config_out}")
+
+
+def upgrade(host: Host, settings: Settings, release: str) -> None:
+    """``setup:upgrade --keep-generated``: without it Magento wipes generated/ and pub/static."""
+    host.run(magento(settings, release, "setup:upgrade", "--keep-generated"), step="setup:upgrade")
+
+
+def cache_flush(host: Host, settings: Settings, release: str) -> None:
+    host.run(magento(settings, release, "cache:flush"), step="cache:flush", echo=False)
+
+
+def flag(settings: Settings, release: str) -> str:
+    return f"{settings.release_dir(release)}/var/.maintenance.flag"
+
+
+def maintenance_is_on(host: Host, settings: Settings, release: str | None) -> bool:
+    return bool(release) and host.test(f"test -e {q(flag(settings, release))}")  # type: ignore[arg-type]
+
+
+def maintenance_on(host: Host, settings: Settings, releases: list[str]) -> None:
+    """Create the flag in each release (the IP allow-list of the first one is copied over)."""
+    cmds = []
+    for rel in releases:
+        var = q(f"{settings.release_dir(rel)}/var")
+        cmds.append(f"mkdir -p {var} && touch {var}/.maintenance.flag")
+    first = q(f"{settings.release_dir(releases[0])}/var/.maintenance.ip")
+    for rel in releases[1:]:
+        ip = q(f"{settings.release_dir(rel)}/var/.maintenance.ip")
+        cmds.append(f"if [ -f {first} ]; then cp -p {first} {ip}; fi")
+    host.run(" && ".join(cmds), step="maintenance on", echo=False)
+
+
+def maintenance_off(host: Host, settings: Settings, releases: list[str]) -> None:
+    host.run("rm -f " + " ".join(q(flag(settings, r)) for r in releases),
+             step="maintenance off", echo=False)

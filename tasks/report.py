@@ -1,0 +1,99 @@
+"""What the operator sees: a live timeline of steps and one summary at the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .hosts import say
+
+
+@dataclass
+class Entry:
+    host: str
+    step: str
+    start: float
+    seconds: float
+    ok: bool
+
+
+@dataclass
+class Timeline:
+    """Steps with their host and duration, printed as they finish."""
+
+    started: float = field(default_factory=time.monotonic)
+    entries: list[Entry] = field(default_factory=list)
+    quiet: bool = False
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    @contextmanager
+    def timed(self, host: str, step: str) -> Iterator[None]:
+        start = self.now()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            entry = Entry(host, step, start, self.now() - start, ok)
+            self.entries.append(entry)
+            if not self.quiet:
+                mark = "" if ok else "  FAILED"
+                say(f"{start:7.2f}s  {host:<12} {step:<22} {entry.seconds:6.2f}s{mark}")
+
+    def total(self, host: str, steps: set[str] | None = None) -> float:
+        return sum(e.seconds for e in self.entries
+                   if e.host == host and (steps is None or e.step in steps))
+
+    def by_step(self, host: str) -> dict[str, float]:
+        return {e.step: round(e.seconds, 3) for e in self.entries if e.host == host}
+
+
+@dataclass
+class Summary:
+    """The end of a deploy (or rollback), one block of text."""
+
+    release: str
+    action: str = "deploy"
+    commit: str = ""
+    ref: str = ""
+    path: str = ""  # "zero-downtime" or "maintenance"
+    maintenance_seconds: float | None = None
+    upgrade_seconds: float | None = None
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    switch_offsets: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def switch_spread(self) -> float:
+        offsets = list(self.switch_offsets.values())
+        return max(offsets) - min(offsets) if offsets else 0.0
+
+    def text(self) -> str:
+        hosts = sorted(self.switch_offsets or self.build_seconds)
+        head = f"{self.action}: release {self.release}"
+        if self.commit:
+            head += f" ({self.ref} @ {self.commit[:10]})"
+        lines = [head + f" is live on {', '.join(hosts)}"]
+        if self.path == "maintenance":
+            lines.append(f"path: maintenance window {self.maintenance_seconds:.2f} s "
+                         f"(setup:upgrade {self.upgrade_seconds or 0:.2f} s)")
+        elif self.path:
+            lines.append("path: zero-downtime (no database or config change), "
+                         "maintenance window 0 s")
+        lines.append(f"{'host':<14}{'build':>9}{'switched at':>14}")
+        first = min(self.switch_offsets.values(), default=0.0)
+        for host in hosts:
+            build = self.build_seconds.get(host)
+            switched = self.switch_offsets.get(host)
+            lines.append(f"{host:<14}{'' if build is None else f'{build:.2f} s':>9}"
+                         f"{'' if switched is None else f'+{(switched - first) * 1000:.0f} ms':>14}")
+        if len(self.switch_offsets) > 1:
+            lines.append(f"switch spread across hosts: {self.switch_spread * 1000:.0f} ms")
+        lines += self.notes
+        lines += [f"WARNING: {w}" for w in self.warnings]
+        return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Getting the code into a new release folder: mirror, archive, shared links.
+
+The host keeps a bare mirror of ``DEPLOY_REPO`` (``repo.git``) and only fetches into it,
+so a release costs one ``git archive`` of the wanted commit, not a clone.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from .hosts import Host, q
+from .plan import Step
+from .settings import Settings
+
+
+def update_mirror(settings: Settings) -> Step:
+    """Clone the mirror the first time, fetch (pruning deleted refs) afterwards."""
+    mirror, repo = q(settings.mirror), q(settings.repo)
+    return Step(
+        "fetch code",
+        f"if [ -d {mirror} ]; then git -C {mirror} remote set-url origin {repo}"
+        f" && git -C {mirror} fetch --prune --quiet origin;"
+        f" else git clone --mirror --quiet {repo} {mirror}; fi",
+    )
+
+
+def resolve_ref(settings: Settings, ref: str) -> Step:
+    """Branch, tag or commit -> full commit id (what every host then checks out)."""
+    return Step("resolve ref",
+                f"git -C {q(settings.mirror)} rev-parse --verify --quiet {q(ref + '^{commit}')}")
+
+
+def resolve_commit(host: Host, settings: Settings, ref: str) -> str:
+    """Update the mirror on ``host`` and return the commit ``ref`` names there."""
+    step = update_mirror(settings)
+    host.run(step.command, step=step.name)
+    step = resolve_ref(settings, ref)
+    result = host.run(step.command, step=step.name, warn=True, echo=False)
+    if result.failed or not result.stdout.strip():
+        raise LookupError(
+            f"[{host.name}] DEPLOY_BRANCH={ref!r} names no branch, tag or commit in {settings.repo}"
+        )
+    return result.stdout.strip()
+
+
+def checkout(settings: Settings, release: str, commit: str) -> list[Step]:
+    """Create the release folder and unpack ``commit`` into it."""
+    rel, mirror = q(settings.release_dir(release)), q(settings.mirror)
+    return [
+        Step("fetch code",  # a host whose mirror lacks the commit fetches once more
+             f"git -C {mirror} cat-file -e {q(commit + '^{commit}')} 2>/dev/null"
+             f" || {update_mirror(settings).command}"),
+        Step("create release",
+             f"mkdir -p {q(settings.releases_dir)} {q(settings.shared_dir)} && mkdir {rel}"),
+        Step("checkout",
+             f"git -C {mirror} archive --format=tar {q(commit)} | tar -x -f - -C {rel}"
+             f" && printf '%s\\n' {q(commit)} > {rel}/REVISION"),
+    ]
+
+
+def link_shared_dir(settings: Settings, release: str, path: str) -> str:
+    """Link ``shared/<path>`` into the release; never lose files the checkout brought.
+
+    A first deploy seeds ``shared/`` from the checkout. Later, files the checkout has in
+    that directory are merged into shared without overwriting it, and we say so.
+    """
+    shared = q(posixpath.join(settings.shared_dir, path))
+    target = q(posixpath.join(settings.release_dir(release), path))
+    return (
+        f"if [ -d {target} ] && [ ! -L {target} ]; then"
+        f" if [ ! -e {shared} ]; then mkdir -p \"$(dirname {shared})\" && mv {target} {shared};"
+        f" elif [ -n \"$(ls -A {target})\" ]; then cp -an {target}/. {shared}/ && rm -rf {target}"
+        f" && echo {q(f'note: {path} from the release merged into shared/{path} (shared files kept)')};"
+        f" else rmdir {target}; fi; fi"
+        f" && mkdir -p {shared} \"$(dirname {target})\" && rm -rf {target} && ln -s {shared} {target}"
+    )
+
+
+def link_shared_file(settings: Settings, release: str, path: str) -> str:
+    """Link ``shared/<path>``; seed it from the checkout, else create it empty."""
+    shared = q(posixpath.join(settings.shared_dir, path))
+    target = q(posixpath.join(settings.release_dir(release), path))
+    return (
+        f"mkdir -p \"$(dirname {shared})\" \"$(dirname {target})\""
+        f" && if [ ! -e {shared} ]; then if [ -f {target} ] && [ ! -L {target} ];"
+        f" then cp -p {target} {shared}; else touch {shared}"
+        f" && echo {q(f'warning: shared/{path} did not exist, created it empty')}; fi; fi"
+        f" && rm -rf {target} && ln -s {shared} {target}"
+    )
+
+
+def link_shared(settings: Settings, release: str) -> Step:
+    """One step for all shared links (one SSH round trip)."""
+    parts = [link_shared_dir(settings, release, d) for d in settings.shared_dirs]
+    parts += [link_shared_file(settings, release, f) for f in settings.shared_files]
+    return Step("link shared", " && ".join(f"( {p} )" for p in parts) or "true")
