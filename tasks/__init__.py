@@ -24,6 +24,8 @@ from .cli import (
     maybe_upgrade,
     prepare_release,
     prune_releases,
+    releases,
+    rollback,
     switch_symlink,
     unlock,
 )
@@ -35,12 +37,12 @@ from .settings import load as load_settings
 
 ns = Collection(
     deploy, prepare_release, build_release, db_status, maybe_upgrade, switch_symlink,
-    flush_opcache, maintenance_on, maintenance_off, prune_releases, unlock,
+    flush_opcache, maintenance_on, maintenance_off, prune_releases, releases, rollback, unlock,
 )
 
 __all__ = [
     "ns", "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade",
     "switch_symlink", "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases",
-    "unlock", "deploy_to", "DeployError", "Host", "StepFailed", "Settings", "SettingsError",
+    "unlock", "releases", "rollback", "deploy_to", "DeployError", "Host", "StepFailed", "Settings", "SettingsError",
     "load_settings",
 ]

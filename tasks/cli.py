@@ -16,8 +16,12 @@ from fabric import Connection, task
 from invoke import Context
 from invoke.exceptions import Exit
 
-from . import build, deploy as deploying, lock, magento, opcache, release, source, switch
+from . import build, lock, magento, opcache, release, source, switch
+from . import deploy as deploying
 from .hosts import Host, StepFailed, say
+from .report import releases_table
+from .rollback import rollback as roll_back
+from .rollback import rollback_target
 from .settings import Settings, SettingsError, load
 
 
@@ -56,21 +60,35 @@ def newest_release(host: Host, settings: Settings) -> str:
 
 # -- deploy ------------------------------------------------------------------------------------
 
-_collected: dict[str, Any] = {"hosts": [], "options": {}}
+_collected: dict[str, dict[str, Any]] = {}
+
+
+def collect(c: Context, action: str, **options: Any) -> None:
+    """Per-host half of a coordinated task: remember the host and the options."""
+    load(require_repo=action == "deploy")  # bad settings stop here, before any host is touched
+    entry = _collected.setdefault(action, {"hosts": [], "options": {}})
+    if isinstance(c, Connection):
+        entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet")))
+    entry["options"] = options
+
+
+def collected(c: Context, action: str, settings: Settings) -> tuple[list[Host], dict[str, Any]]:
+    """Once-only half: every host ``fab`` was given (or DEPLOY_HOSTS), and the options."""
+    entry = _collected.pop(action, {"hosts": [], "options": {}})
+    quiet = entry["options"].get("quiet", False)
+    return entry["hosts"] or targets(c, settings, echo=not quiet), entry["options"]
 
 
 @task
 @clean_errors
 def _deploy_collected(c: Context) -> None:
-    hosts, options = _collected["hosts"], _collected["options"]
-    _collected.update(hosts=[], options={})
     settings = load()
-    quiet = options.get("quiet", False)
-    targets_ = hosts or targets(c, settings, echo=not quiet)
+    hosts, options = collected(c, "deploy", settings)
     if options.get("dry"):
-        say(deploying.dry_run(settings, [h.name for h in targets_], options.get("ref")))
+        say(deploying.dry_run(settings, [h.name for h in hosts], options.get("ref")))
         return
-    summary = deploying.deploy(targets_, settings, ref=options.get("ref"), quiet=quiet)
+    summary = deploying.deploy(hosts, settings, ref=options.get("ref"),
+                               quiet=options.get("quiet", False))
     say("\n" + summary.text())
 
 
@@ -93,10 +111,7 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
     maintenance off, old releases pruned. A failure before the switch leaves every host
     on its old release. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS.
     """
-    load()  # bad settings stop here, before any host is touched
-    if isinstance(c, Connection):
-        _collected["hosts"].append(Host.from_context(c, echo=not quiet))
-    _collected["options"] = {"ref": ref, "dry": dry, "quiet": quiet}
+    collect(c, "deploy", ref=ref, dry=dry, quiet=quiet)
 
 
 # -- the steps, one by one ----------------------------------------------------------------------
@@ -233,13 +248,6 @@ def prune_releases(c: Context, dry: bool = False) -> None:
                 say(f"[{host.name}] nothing to prune")
 
 
-def rollback_target(live: str | None, records: dict[str, release.ReleaseRecord]) -> str | None:
-    """The newest release older than ``live`` that was live once (never a failed one)."""
-    older = [r for r in sorted(records) if live and r < live
-             and records[r].status in (release.PREVIOUS, release.LIVE)]
-    return older[-1] if older else None
-
-
 @task
 @clean_errors
 def unlock(c: Context) -> None:
@@ -250,8 +258,59 @@ def unlock(c: Context) -> None:
         say(f"[{host.name}] " + (f"removed lock held by {info}" if info else "no lock"))
 
 
+@task
+@clean_errors
+def releases(c: Context) -> None:
+    """List releases: id, commit, age, status, schema change, which one is current.
+
+    One table when all hosts agree, otherwise one per host, and a loud line when hosts
+    point `current` at different releases.
+    """
+    settings = load(require_repo=False)
+    hosts = targets(c, settings, echo=False)
+    tables = {}
+    lives = {}
+    for host in hosts:
+        live = release.live_release(host, settings)
+        records = release.read_records(host, settings)
+        present = release.list_releases(host, settings)
+        lives[host.name] = live
+        tables[host.name] = releases_table(present, records, live)
+    if len(set(tables.values())) == 1:
+        say(f"releases on {', '.join(tables)}:\n{next(iter(tables.values()))}")
+    else:
+        for name, table in tables.items():
+            say(f"releases on {name}:\n{table}\n")
+    if len(set(lives.values())) > 1:
+        say(f"!!! HOSTS DISAGREE about what is live: {lives}")
+
+
+@task
+@clean_errors
+def _rollback_collected(c: Context) -> None:
+    settings = load(require_repo=False)
+    hosts, options = collected(c, "rollback", settings)
+    say(roll_back(hosts, settings, **options).text())
+
+
+@task(post=[_rollback_collected], help={
+    "to": "release id to go back to (default: the previous live release)",
+    "force": "roll back even across a database change (the database is NOT rolled back)",
+})
+@clean_errors
+def rollback(c: Context, to: str | None = None, force: bool = False) -> None:
+    """Switch every host back to the previous live release, flush OPcache, print a summary.
+
+    Refuses when a release newer than the target ran setup:upgrade (the old code would
+    meet a newer schema), naming that release; --force overrides and warns. Never goes
+    to a failed or half-built release. On several hosts it switches all or none.
+    """
+    collect(c, "rollback", to=to, force=force)
+
+
 __all__ = [
     "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade", "switch_symlink",
-    "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases", "unlock",
+    "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases", "unlock", "releases",
+    "rollback",
     "StepFailed",
 ]

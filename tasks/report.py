@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from .hosts import say
 
@@ -97,3 +98,32 @@ class Summary:
         lines += self.notes
         lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def _age(started: str) -> str:
+    try:
+        seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(started)).total_seconds()
+    except (TypeError, ValueError):
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def releases_table(present: list[str], records: dict, live: str | None) -> str:
+    """A text table of the release folders on a host (records of pruned ones left out)."""
+    rows = [("", "release", "commit", "age", "status", "schema")]
+    for rel in sorted(present, reverse=True):
+        rec = records.get(rel)
+        rows.append((
+            "*" if rel == live else "", rel, rec.commit[:10] if rec else "?",
+            _age(rec.started) if rec else "?",
+            ("live" if rel == live else rec.status) if rec else "no record",
+            ("CHANGED" if rec.schema_changed else "-") if rec else "?",
+        ))
+    if len(rows) == 1:
+        return "  (no releases)"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths)).rstrip()
+                     for row in rows)

@@ -1,0 +1,531 @@
+"""Make PHP-FPM serve the new release after the ``current`` switch, without root.
+
+OPcache keys compiled scripts by resolved path, and every FPM worker keeps its own
+realpath cache (``realpath_cache_ttl``, 120 s by default). With nginx's usual
+``SCRIPT_FILENAME $document_root$fastcgi_script_name`` and
+``opcache.validate_timestamps=0``, workers keep running the old release after the
+symlink moved. ``opcache_reset()`` from the CLI resets the CLI's own (usually disabled)
+cache, not FPM's. Executed *inside* the FPM pool it schedules an OPcache restart, and
+every worker then also empties its realpath cache at its next request. So each strategy
+here gets an ``opcache_reset()`` executed by FPM itself:
+
+``fcgi``
+    a FastCGI request straight to each FPM socket, sent from the web host by a small
+    client run with the host's PHP CLI (no Python, no cachetool needed there), executing
+    a one-time PHP file written under ``DEPLOY_PATH``.
+``url``
+    the same one-time file, placed in the live release's ``pub/`` and fetched over
+    HTTP(S) from the web host itself (never through the load balancer, which would
+    reach one host at random), with the shop's ``Host:`` header / SNI and a token.
+``command``
+    ``DEPLOY_OPCACHE_COMMAND`` (``sudo systemctl reload php8.2-fpm``, cachetool ...).
+``none``
+    nothing, with a warning in the report.
+
+The one-time file has an unguessable name, answers only with the right token, and is
+removed by the client (try/finally), by the shell command around it, and from Python
+when the command did not confirm the removal. See docs/opcache.md.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .hosts import Host, StepFailed, q, say
+from .settings import Settings
+
+STRATEGIES = ("fcgi", "url", "command", "none")
+
+#: Where distributions put PHP-FPM sockets (Debian/Ubuntu, RHEL/Fedora, Alpine, Remi).
+SOCKET_GLOBS = (
+    "/run/php/*.sock",
+    "/var/run/php/*.sock",
+    "/run/php-fpm/*.sock",
+    "/var/run/php-fpm/*.sock",
+    "/run/php*-fpm*.sock",
+    "/var/run/php*-fpm*.sock",
+    "/var/opt/remi/php*/run/php-fpm/*.sock",
+)
+
+NOT_FLUSHED = "OPcache not flushed (DEPLOY_OPCACHE={}): PHP may keep serving the old release"
+
+#: Seconds the host-side client waits to connect to / hear from FPM or the web server.
+TIMEOUT = 10
+
+# The one-time script FPM executes. ``op=reset`` reports the status, then resets;
+# ``op=status`` only reports. It answers 403 unless the request carries the token.
+RESET_SCRIPT = r"""<?php
+// One-time OPcache reset written by fabric-magento-deploy (tasks/opcache.py).
+// It is deleted right after use; if you find it, a flush was interrupted: delete it.
+header('Content-Type: application/json');
+header('Cache-Control: no-store');
+if (!hash_equals('@TOKEN@', (string) ($_SERVER['HTTP_X_OPCACHE_TOKEN'] ?? ''))) {
+    http_response_code(403);
+    exit('{"error":"forbidden"}');
+}
+$r = ['magic' => 'opcache-flush/1', 'pid' => getmypid(), 'sapi' => PHP_SAPI,
+      'loaded' => function_exists('opcache_get_status'),
+      'enable' => ini_get('opcache.enable'), 'restrict_api' => ini_get('opcache.restrict_api')];
+if ($r['loaded']) {
+    $s = @opcache_get_status(false);
+    $r['warning'] = error_get_last()['message'] ?? '';
+    $r['enabled'] = is_array($s) && !empty($s['opcache_enabled']);
+    if ($r['enabled']) {
+        $r['scripts'] = $s['opcache_statistics']['num_cached_scripts'] ?? null;
+        $r['free'] = $s['memory_usage']['free_memory'] ?? null;
+        $r['used'] = $s['memory_usage']['used_memory'] ?? null;
+        $r['restart_pending'] = !empty($s['restart_pending']) || !empty($s['restart_in_progress']);
+        if (($_GET['op'] ?? '') === 'reset') {
+            $r['reset'] = @opcache_reset();
+            $r['warning'] = error_get_last()['message'] ?? '';
+        }
+    }
+}
+echo json_encode($r);
+"""
+
+# The client run by the web host's PHP CLI: writes the one-time script, requests it over
+# FastCGI or HTTP once per op, always deletes it, and prints one JSON line. After a reset
+# it asks for the status again (briefly polling while the restart is pending: OPcache
+# restarts only once no worker is in the middle of a request).
+CLIENT = r"""<?php
+$job = json_decode($argv[1], true);
+$out = ['responses' => [], 'removed' => false];
+
+function read_exactly($s, int $n): ?string {
+    $buf = '';
+    while (strlen($buf) < $n && !feof($s)) {
+        $chunk = fread($s, $n - strlen($buf));
+        if ($chunk === false || ($chunk === '' && stream_get_meta_data($s)['timed_out'])) break;
+        $buf .= $chunk;
+    }
+    return strlen($buf) === $n ? $buf : null;
+}
+
+function connect(string $address, array $ssl = []) {
+    $ctx = stream_context_create(['ssl' => $ssl]);
+    $s = @stream_socket_client($address, $errno, $errstr, TIMEOUT, STREAM_CLIENT_CONNECT, $ctx);
+    if (!$s) {
+        $why = $errstr ?: (error_get_last()['message'] ?? "error $errno");
+        return ['error' => "cannot connect to $address: $why"];
+    }
+    stream_set_timeout($s, TIMEOUT);
+    return $s;
+}
+
+function fcgi_record(int $type, string $content): string {
+    return pack('CCnnCx', 1, $type, 1, strlen($content), 0) . $content;
+}
+
+function fcgi_length(int $n): string {
+    return $n < 128 ? chr($n) : pack('N', $n | 0x80000000);
+}
+
+function split_cgi(string $raw, array $r): array {
+    [$head, $body] = array_pad(explode("\r\n\r\n", $raw, 2), 2, '');
+    $r['status'] = preg_match('/^Status:\s*(\d{3})/mi', $head, $m) ? (int) $m[1] : 200;
+    $r['body'] = $body;
+    return $r;
+}
+
+function fcgi(array $job, string $op): array {
+    $target = $job['target'];
+    $s = connect($target[0] === '/' ? "unix://$target" : "tcp://$target");
+    if (is_array($s)) return $s;
+    $file = $job['file'];
+    $params = [
+        'GATEWAY_INTERFACE' => 'CGI/1.1', 'SERVER_SOFTWARE' => 'fabric-magento-deploy',
+        'SERVER_PROTOCOL' => 'HTTP/1.1', 'REQUEST_METHOD' => 'GET',
+        'SCRIPT_FILENAME' => $file, 'SCRIPT_NAME' => '/' . basename($file),
+        'REQUEST_URI' => '/' . basename($file) . "?op=$op", 'QUERY_STRING' => "op=$op",
+        'DOCUMENT_ROOT' => dirname($file), 'SERVER_NAME' => 'localhost', 'SERVER_PORT' => '80',
+        'REMOTE_ADDR' => '127.0.0.1', 'REMOTE_PORT' => '0', 'SERVER_ADDR' => '127.0.0.1',
+        'CONTENT_LENGTH' => '0', 'CONTENT_TYPE' => '', 'HTTP_HOST' => 'localhost',
+        'HTTP_X_OPCACHE_TOKEN' => $job['token'],
+    ];
+    $pairs = '';
+    foreach ($params as $k => $v) {
+        $pairs .= fcgi_length(strlen($k)) . fcgi_length(strlen($v)) . $k . $v;
+    }
+    fwrite($s, fcgi_record(1, pack('nCx5', 1, 0)) . fcgi_record(4, $pairs)
+        . fcgi_record(4, '') . fcgi_record(5, ''));
+    $stdout = $stderr = '';
+    $r = ['end' => false];
+    while (($h = read_exactly($s, 8)) !== null) {
+        $h = unpack('Cversion/Ctype/nid/nlength/Cpadding', $h);
+        $content = read_exactly($s, $h['length'] + $h['padding']);
+        if ($content === null) break;
+        $content = substr($content, 0, $h['length']);
+        if ($h['type'] === 6) $stdout .= $content;
+        if ($h['type'] === 7) $stderr .= $content;
+        if ($h['type'] === 3) {
+            $r = ['end' => true] + unpack('Napp_status/Cprotocol_status', $content);
+            break;
+        }
+    }
+    $r['timed_out'] = stream_get_meta_data($s)['timed_out'];
+    fclose($s);
+    $r['stderr'] = $stderr;
+    return split_cgi($stdout, $r);
+}
+
+function http(array $job, string $op): array {
+    $ssl = ['peer_name' => $job['sni'], 'SNI_enabled' => true];
+    $s = connect(($job['tls'] ? 'tls' : 'tcp') . "://{$job['target']}", $ssl);
+    if (is_array($s)) return $s;
+    fwrite($s, "GET {$job['path']}?op=$op HTTP/1.0\r\nHost: {$job['host_header']}\r\n"
+        . "X-Opcache-Token: {$job['token']}\r\nUser-Agent: fabric-magento-deploy\r\n"
+        . "Connection: close\r\n\r\n");
+    $raw = (string) stream_get_contents($s);
+    $r = ['end' => true, 'timed_out' => stream_get_meta_data($s)['timed_out'], 'stderr' => ''];
+    fclose($s);
+    [$head, $body] = array_pad(explode("\r\n\r\n", $raw, 2), 2, '');
+    $r['status'] = preg_match('#^HTTP/\S+\s+(\d{3})#', $head, $m) ? (int) $m[1] : 0;
+    $r['body'] = $body;
+    return $r;
+}
+
+function ask(array $job, string $op): array {
+    $r = $job['mode'] === 'fcgi' ? fcgi($job, $op) : http($job, $op);
+    $r['op'] = $op;
+    $r['json'] = json_decode($r['body'] ?? '', true);
+    return $r;
+}
+
+define('TIMEOUT', $job['timeout']);
+$written = [];
+try {
+    // The file goes to its own directory and, for url, to every release's pub/ as well:
+    // a worker whose realpath cache still maps current/ to the old release must find it.
+    $dirs = array_merge([dirname($job['file'])], glob($job['copies'], GLOB_ONLYDIR) ?: []);
+    $seen = [];
+    foreach ($dirs as $i => $dir) {
+        $real = realpath($dir) ?: $dir;
+        if (isset($seen[$real])) continue;
+        $seen[$real] = true;
+        $file = "$dir/" . basename($job['file']);
+        $fh = @fopen($file, 'x');
+        if ($fh === false && $i === 0) {
+            $out['write_error'] = error_get_last()['message'] ?? 'fopen failed';
+            break;
+        }
+        if ($fh === false) continue;
+        $written[] = $file;
+        fwrite($fh, $job['code']);
+        fclose($fh);
+        chmod($file, 0644);
+    }
+    foreach (isset($out['write_error']) ? [] : $job['ops'] as $op) {
+        $r = ask($job, $op);
+        for ($i = 0; $op === 'status' && $i < 30 && !empty($r['json']['restart_pending']); $i++) {
+            usleep(100000);
+            $r = ask($job, $op);
+        }
+        $out['responses'][] = $r;
+        if (($r['json']['magic'] ?? '') !== 'opcache-flush/1') break;
+    }
+} finally {
+    foreach ($written as $file) @unlink($file);
+    clearstatcache();
+    $out['removed'] = !array_filter($written, 'file_exists');
+    echo json_encode($out, JSON_INVALID_UTF8_SUBSTITUTE), "\n";
+}
+"""
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    """What one flush did on one host and one FPM pool (socket) or URL or command."""
+
+    host: str
+    strategy: str  # 'fcgi' | 'url' | 'command' | 'none'
+    target: str  # socket / URL / command / ''
+    scripts_before: int | None
+    scripts_after: int | None
+    memory_freed: int | None  # bytes
+    warning: str = ""
+
+    def line(self) -> str:
+        """One human line for the deploy summary and ``fab flush-opcache``."""
+        if self.strategy == "none":
+            return f"[{self.host}] {self.warning}"
+        via = f"OPcache reset via {self.strategy} {self.target}"
+        if self.scripts_before is None:
+            counts = "counts unknown"
+        else:
+            after = "?" if self.scripts_after is None else self.scripts_after
+            counts = f"{self.scripts_before} -> {after} cached scripts"
+            if self.memory_freed is not None:
+                counts += f", {_size(self.memory_freed)} freed"
+        tail = f" ({self.warning})" if self.warning else ""
+        return f"[{self.host}] {via}: {counts}{tail}"
+
+
+class OpcacheError(RuntimeError):
+    """A flush (or its preflight) failed; the message names host, strategy, target and the answer."""
+
+    def __init__(self, host: str, strategy: str, target: str, problem: str, answer: str = ""):
+        self.host, self.strategy, self.target = host, strategy, target
+        self.problem, self.answer = problem, answer
+        where = f" {target}" if target else ""
+        text = f"[{host}] OPcache flush ({strategy}{where}): {problem}"
+        if answer:
+            text += "\n" + "".join(f"  | {line}\n" for line in answer.strip().splitlines()[-12:])
+        super().__init__(text.rstrip("\n"))
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def choose(host: Host, settings: Settings, *, probe: bool = True) -> str:
+    """Resolve ``DEPLOY_OPCACHE`` for ``host`` before the switch, so errors come first.
+
+    ``auto`` means ``fcgi`` when ``DEPLOY_FPM_SOCKET`` is set or exactly one FPM socket
+    exists in the usual places, ``none`` (with a warning) when there is none; several
+    sockets are an error, since resetting the wrong PHP version's pool would leave the
+    shop's stale. With ``probe`` (default), ``fcgi`` and ``url`` make one status-only
+    request through the same path the flush will take, so a missing socket, socket
+    permissions, PrivateTmp, open_basedir, limit_extensions or a pool without OPcache
+    stop the deploy while nothing has changed yet.
+    """
+    strategy = settings.opcache
+    if strategy == "auto":
+        strategy = "fcgi" if _sockets(host, settings, "auto") else "none"
+        if strategy == "none":
+            say(f"[{host.name}] WARNING: {_none_warning(settings)}")
+    if strategy not in STRATEGIES:
+        raise OpcacheError(host.name, strategy, "", f"unknown strategy, use one of {STRATEGIES}")
+    if probe and strategy == "fcgi":
+        for sock in _sockets(host, settings, strategy):
+            _request(host, settings, "fcgi", sock, ("status",))
+    if probe and strategy == "url":
+        _request(host, settings, "url", settings.opcache_url, ("status",))
+    return strategy
+
+
+def flush(host: Host, settings: Settings, strategy: str) -> list[FlushReport]:
+    """Reset OPcache of every PHP-FPM pool serving ``host``; one report per pool/socket.
+
+    Call it right after the switch, with the strategy :func:`choose` returned. Every
+    pool is tried even if one fails; then :class:`OpcacheError` names each failure
+    (``.reports`` holds the pools that were reset).
+    """
+    if strategy == "none":
+        return [FlushReport(host.name, "none", "", None, None, None, _none_warning(settings))]
+    if strategy == "command":
+        return [_run_command(host, settings)]
+    if strategy == "url":
+        return [_report(host, "url", settings.opcache_url,
+                        _request(host, settings, "url", settings.opcache_url))]
+    if strategy != "fcgi":
+        raise OpcacheError(host.name, strategy, "", f"unknown strategy, use one of {STRATEGIES}")
+    reports, errors = [], []
+    for sock in _sockets(host, settings, strategy):
+        try:
+            reports.append(_report(host, "fcgi", sock, _request(host, settings, "fcgi", sock)))
+        except OpcacheError as exc:
+            errors.append(exc)
+    if errors:
+        error = errors[0] if len(errors) == 1 else OpcacheError(
+            host.name, "fcgi", "", f"{len(errors)} pools failed", "\n".join(map(str, errors)))
+        error.reports = reports  # type: ignore[attr-defined]
+        raise error
+    return reports
+
+
+def _none_warning(settings: Settings) -> str:
+    if settings.opcache == "auto":
+        return NOT_FLUSHED.format("auto, no PHP-FPM socket found; set DEPLOY_FPM_SOCKET")
+    return NOT_FLUSHED.format(settings.opcache)
+
+
+def discover_sockets(host: Host) -> list[str]:
+    """FPM sockets in the usual places, symlinks resolved (Debian's php-fpm.sock alias)."""
+    script = f"for s in {' '.join(SOCKET_GLOBS)}; do [ -S \"$s\" ] && readlink -f \"$s\"; done"
+    out = host.run(f"{script} | sort -u", step="find PHP-FPM sockets", warn=True, echo=False)
+    return out.stdout.split()
+
+
+def _sockets(host: Host, settings: Settings, strategy: str) -> tuple[str, ...]:
+    """``DEPLOY_FPM_SOCKET``, else the one socket found (several found is an error)."""
+    if settings.fpm_sockets:
+        return settings.fpm_sockets
+    found = discover_sockets(host)
+    if len(found) > 1:
+        raise OpcacheError(
+            host.name, strategy, "",
+            f"several PHP-FPM sockets found: {', '.join(found)}; set DEPLOY_FPM_SOCKET to the "
+            "pool(s) serving the shop (separate several with spaces)")
+    if not found and strategy == "fcgi":
+        raise OpcacheError(
+            host.name, strategy, "",
+            f"no PHP-FPM socket found in {' '.join(SOCKET_GLOBS)}; set DEPLOY_FPM_SOCKET")
+    return tuple(found)
+
+
+def _run_command(host: Host, settings: Settings) -> FlushReport:
+    """Run ``DEPLOY_OPCACHE_COMMAND``: the operator's own way (sudo reload, cachetool)."""
+    command = settings.opcache_command
+    try:
+        result = host.run(command, step="flush OPcache", warn=True, echo=False)
+    except StepFailed as exc:
+        raise OpcacheError(host.name, "command", command, "could not run", exc.output) from exc
+    if result.failed:
+        raise OpcacheError(host.name, "command", command, f"exit {result.exited}",
+                           result.stdout + result.stderr)
+    return FlushReport(host.name, "command", command, None, None, None)
+
+
+def _job(host: Host, settings: Settings, mode: str, target: str, ops: tuple[str, ...]) -> dict:
+    """What the host-side client needs: where to write the one-time file, whom to ask."""
+    token, name = secrets.token_hex(16), secrets.token_hex(16)
+    job = {"mode": mode, "target": target, "token": token, "ops": list(ops), "copies": "",
+           "timeout": TIMEOUT, "code": RESET_SCRIPT.replace("@TOKEN@", token)}
+    if mode == "fcgi":
+        file = f"{settings.deploy_path}/.opcache-{name}.php"
+        return job | {"file": file, "cleanup": f"rm -f {q(file)}"}
+    url = urlsplit(target)
+    tls = url.scheme == "https"
+    port = url.port or (443 if tls else 80)
+    base = url.path if url.path.endswith("/") else url.path + "/"
+    address = "127.0.0.1" if host.is_local else host.runner.host  # type: ignore[attr-defined]
+    address = f"[{address}]" if ":" in address else address
+    name = f"opcache-reset-{name}.php"
+    file = f"{settings.current}/pub/{name}"
+    return job | {
+        "file": file, "copies": f"{settings.releases_dir}/*/pub",
+        "cleanup": f"rm -f {q(file)} {q(settings.releases_dir)}/*/pub/{q(name)}",
+        "target": f"{address}:{port}", "tls": tls, "sni": url.hostname,
+        "host_header": url.netloc.rpartition("@")[2], "path": base + name,
+    }
+
+
+def _request(host: Host, settings: Settings, mode: str, target: str,
+             ops: tuple[str, ...] = ("reset", "status")) -> list[dict]:
+    """Run the client on the host; return its responses once they prove the ops worked.
+
+    The client is piped to ``php`` through a quoted here-document: nothing is uploaded,
+    and the one-time file is deleted by the client, by the shell after it, and from here
+    when neither could confirm it (the client died, SSH dropped).
+    """
+    job = _job(host, settings, mode, target, ops)
+    command = (f"{settings.php} -d display_errors=stderr -- {q(json.dumps(job))} "
+               f"<<'OPCACHE_CLIENT_EOF'\n{CLIENT}\nOPCACHE_CLIENT_EOF\n"
+               f"rc=$?; {job['cleanup']}; exit $rc")
+    removed = False
+    try:
+        result = host.run(command, step="flush OPcache", warn=True, echo=False)
+        out = _client_output(host, mode, target, settings, result)
+        removed = bool(out.get("removed"))
+        return _check(host, mode, target, job, out)
+    except StepFailed as exc:
+        raise OpcacheError(host.name, mode, target, "could not run the PHP client",
+                           exc.output) from exc
+    finally:
+        if not removed:
+            host.run(job["cleanup"], step="remove OPcache script", warn=True, echo=False)
+
+
+def _client_output(host: Host, mode: str, target: str, settings: Settings, result) -> dict:
+    lines = result.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        pass
+    raise OpcacheError(
+        host.name, mode, target,
+        f"the PHP client did not run (`{settings.php}` exit {result.exited}; DEPLOY_PHP must "
+        "be the PHP CLI on the web host)", result.stdout + result.stderr)
+
+
+def _check(host: Host, mode: str, target: str, job: dict, out: dict) -> list[dict]:
+    """Raise :class:`OpcacheError` unless every op ran the script and the reset happened."""
+    if "write_error" in out:
+        raise OpcacheError(host.name, mode, target,
+                           f"cannot write the one-time script {job['file']}", out["write_error"])
+    responses = out["responses"]
+    for response in responses:
+        problem = _diagnose(response, job)
+        if problem:
+            raise OpcacheError(host.name, mode, target, problem, _answer(response))
+    return responses
+
+
+def _diagnose(r: dict, job: dict) -> str:
+    """Why a response is not a successful run of our script ('' when it is)."""
+    data = r.get("json") if isinstance(r.get("json"), dict) else {}
+    text = f"{r.get('stderr', '')}\n{r.get('body', '')}"
+    fpm = job["mode"] == "fcgi"
+    if "error" in r:
+        return _connect_problem(r["error"], fpm)
+    if data.get("magic") == "opcache-flush/1":
+        if not data.get("loaded"):
+            return "OPcache is not loaded in this PHP-FPM pool (zend_extension=opcache missing)"
+        if not data.get("enabled"):
+            why = data.get("warning") or f"opcache.enable={data.get('enable')!r}"
+            return f"OPcache is disabled in this pool ({why})"
+        if r["op"] == "reset" and data.get("reset") is not True:
+            why = data.get("warning") or "check opcache.restrict_api"
+            return f"opcache_reset() did not reset ({why})"
+        return ""
+    if r.get("status") == 403 and '"forbidden"' in r.get("body", ""):
+        return "the one-time script refused the token (403)"
+    if "Primary script unknown" in text or "File not found." in text:
+        return (f"{'PHP-FPM' if fpm else 'the web server'} cannot see {job['file']} "
+                "(chroot, PrivateTmp/another mount namespace, a file the pool user cannot "
+                "read, or a URL that does not map to the live release's pub/)")
+    if "security.limit_extensions" in text:
+        return "PHP-FPM refuses to execute .php files here (see security.limit_extensions)"
+    if "open_basedir" in text:
+        return f"open_basedir of the pool does not include {job['file']}"
+    if not r.get("end"):
+        why = "timed out" if r.get("timed_out") else "closed the connection"
+        return f"{'PHP-FPM' if fpm else 'the web server'} {why} without an answer" + (
+            " (listen.allowed_clients?)" if fpm else "")
+    if not fpm and r.get("status") in (403, 404):
+        return (f"the web server answered {r['status']} without running the script: it must "
+                "execute /opcache-reset-<hex>.php in pub/ (see docs/opcache.md)")
+    return f"unexpected answer (status {r.get('status')}) instead of the reset report"
+
+
+def _connect_problem(error: str, fpm: bool) -> str:
+    if "Permission denied" in error:
+        return (f"{error}: the deploy user may not write to the socket; add it to the socket's "
+                "group and set listen.mode = 0660 in the pool")
+    if "No such file" in error:
+        return f"{error}: no socket there; is PHP-FPM running, and is this its `listen` path?"
+    return error + (" (is PHP-FPM listening there?)" if fpm else "")
+
+
+def _answer(r: dict) -> str:
+    """What FPM / the web server answered, shortened for the error message."""
+    if "error" in r:
+        return r["error"]
+    parts = [f"status {r.get('status')}"]
+    if r.get("stderr", "").strip():
+        parts.append("stderr: " + r["stderr"].strip()[:500])
+    if r.get("body", "").strip():
+        parts.append("body: " + r["body"].strip()[:500])
+    return "\n".join(parts)
+
+
+def _report(host: Host, strategy: str, target: str, responses: list[dict]) -> FlushReport:
+    """Scripts and free memory before (reset request) and after (status request)."""
+    before = responses[0]["json"]
+    after = responses[1]["json"] if len(responses) > 1 else {}
+    freed = None
+    if after.get("free") is not None and before.get("free") is not None:
+        freed = after["free"] - before["free"]
+    warning = ""
+    if after.get("restart_pending"):
+        warning = "restart still pending: workers busy; it happens once they finish"
+        freed = None
+    return FlushReport(host.name, strategy, target, before.get("scripts"),
+                       after.get("scripts"), freed, warning)

@@ -1,0 +1,118 @@
+"""Going back to an earlier release, and refusing to when the database moved since.
+
+Pointing ``current`` back is instant, but only safe for code-only releases: once a later
+deploy ran ``setup:upgrade``, the old code meets a schema it does not know. The release
+records (``history/<id>.json``) say which deploy moved the database, so we can refuse
+with the name of that release -- unless ``--force``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import magento, opcache, release
+from .deploy import DeployError, interrupts_as_exceptions, locked, mark, open_all, switch_all
+from .hosts import Host, failures, on_all
+from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
+from .report import Summary, Timeline
+from .settings import Settings
+
+
+class RollbackRefused(RuntimeError):
+    """The rollback would cross a schema change (or has no valid target)."""
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    live: str
+    target: str
+    schema_movers: tuple[str, ...]  # releases newer than the target that moved the database
+
+
+def rollback_target(live: str | None, records: dict[str, ReleaseRecord]) -> str | None:
+    """The newest release older than ``live`` that was live once (never a failed one)."""
+    older = [r for r in sorted(records)
+             if live and r < live and records[r].status in (PREVIOUS, LIVE)]
+    return older[-1] if older else None
+
+
+def plan(live: str | None, records: dict[str, ReleaseRecord], present: list[str],
+         *, to: str | None = None, force: bool = False) -> RollbackPlan:
+    """Decide the target and check the schema; pure, so it is the same on every host."""
+    if not live:
+        raise RollbackRefused("nothing is live yet: there is nothing to roll back")
+    target = to or rollback_target(live, records)
+    if not target:
+        raise RollbackRefused(f"no earlier release to roll back to from {live} "
+                              "(only releases that were live once qualify)")
+    if target == live:
+        raise RollbackRefused(f"{target} is already live")
+    if target not in present:
+        raise RollbackRefused(f"release {target} is not on disk (pruned?); present: "
+                              f"{', '.join(present) or 'none'}")
+    status = records[target].status if target in records else "unknown"
+    if status in (FAILED, release.BUILDING):
+        raise RollbackRefused(f"release {target} is {status}: it never finished a deploy")
+    movers = tuple(r for r in sorted(records) if r > target and records[r].schema_changed)
+    if movers and not force:
+        raise RollbackRefused(
+            f"refusing to roll back from {live} to {target}: release {movers[-1]} changed the "
+            f"database (setup:upgrade{' in ' + ', '.join(movers) if len(movers) > 1 else ''}). "
+            f"The code of {target} expects the old schema and would break the shop. "
+            "Deploy a fix forward, or restore the database first and use --force."
+        )
+    return RollbackPlan(live, target, movers)
+
+
+def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
+             force: bool = False) -> Summary:
+    """Switch every host back to the previous live release (or ``to``); all or none."""
+    timeline = Timeline()
+    with interrupts_as_exceptions():
+        open_all(hosts)
+        with locked(hosts, settings, "rollback", to or ""):
+            plans = on_all(hosts, lambda h: _host_plan(h, settings, to, force))
+            errors = failures(plans)
+            if errors:
+                raise RollbackRefused("\n".join(f"[{h}] {e}" for h, e in errors.items()))
+            targets = {p.target for p in plans.values()}  # type: ignore[union-attr]
+            if len(targets) > 1:
+                raise DeployError(f"hosts disagree on the rollback target: "
+                                  f"{ {h: p.target for h, p in plans.items()} }; use --to")
+            target = targets.pop()
+            strategies = on_all(hosts, lambda h: opcache.choose(h, settings))
+            if failures(strategies):
+                raise DeployError("\n".join(str(e) for e in failures(strategies).values()))
+            live = {h: p.live for h, p in plans.items()}  # type: ignore[union-attr]
+            switched = switch_all(hosts, settings, target, live, timeline)
+            summary = Summary(release=target, action="rollback")
+            first = min(switched.values())
+            summary.switch_offsets = {h: t - first for h, t in switched.items()}
+            movers = next(iter(plans.values())).schema_movers  # type: ignore[union-attr]
+            if movers:
+                summary.warnings.append(
+                    f"forced across a schema change ({', '.join(movers)}): the DATABASE WAS NOT "
+                    "rolled back; the old code now runs against the newer schema")
+            flushed = on_all(hosts, lambda h: opcache.flush(h, settings, strategies[h.name]))
+            for name, reports in flushed.items():
+                if isinstance(reports, BaseException):
+                    summary.warnings.append(f"OPcache flush failed on {name}: {reports}")
+                    continue
+                summary.notes += [f"opcache {r.line()}" for r in reports]
+            on_all(hosts, lambda h: _records_after(h, settings, live[h.name], target, summary))
+    return summary
+
+
+def _host_plan(host: Host, settings: Settings, to: str | None, force: bool) -> RollbackPlan:
+    live = release.live_release(host, settings)
+    return plan(live, release.read_records(host, settings),
+                release.list_releases(host, settings), to=to, force=force)
+
+
+def _records_after(host: Host, settings: Settings, old: str, target: str,
+                   summary: Summary) -> None:
+    mark(host, settings, old, PREVIOUS)
+    mark(host, settings, target, LIVE)
+    if magento.maintenance_is_on(host, settings, target):
+        summary.warnings.append(f"{host.name}: release {target} has its maintenance flag on; "
+                                "lift it with `fab maintenance-off` when the shop is ready")

@@ -1,0 +1,105 @@
+"""Pure planning: commands, pruning, rollback decisions, Magento output parsing."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from tasks import build, magento, source, switch
+from tasks.release import FAILED, LIVE, PREVIOUS, ReleaseRecord, new_release_id, plan_prune
+from tasks.rollback import RollbackRefused, plan
+from tasks.settings import Settings
+
+S = Settings(deploy_path="/srv/shop", repo="/repos/shop's.git", themes=("Magento/luma",),
+             locales=("en_US", "nl_NL"), static_jobs=4, shared_dirs=("pub/media",))
+
+
+def test_release_ids_sort_by_time_and_differ_within_a_second() -> None:
+    from datetime import datetime, timezone
+    a = new_release_id(datetime(2026, 1, 2, 3, 4, 5, 1000, tzinfo=timezone.utc))
+    b = new_release_id(datetime(2026, 1, 2, 3, 4, 5, 2000, tzinfo=timezone.utc))
+    c = new_release_id(datetime(2026, 1, 2, 3, 4, 6, 0, tzinfo=timezone.utc))
+    assert a == "20260102-030405-001" and a < b < c
+
+
+def test_build_order_and_flags() -> None:
+    steps = build.build(S, "R1")
+    assert [s.name for s in steps] == ["composer install", "di:compile", "dump-autoload",
+                                       "static content"]
+    assert "install --no-dev --prefer-dist --no-interaction" in steps[0].command
+    assert "dump-autoload -o" in steps[2].command
+    argv = shlex.split(steps[3].command.split("&& ", 1)[1])
+    assert argv[:4] == ["php", "bin/magento", "setup:static-content:deploy", "-f"]
+    assert "--content-version=R1" in argv and "--jobs=4" in argv
+    assert "--theme=Magento/luma" in argv and argv[-3:-1] == ["en_US", "nl_NL"]
+
+
+def test_repo_with_quote_is_quoted() -> None:
+    cmd = source.update_mirror(S).command
+    assert shlex.quote("/repos/shop's.git") in cmd
+
+
+def test_switch_is_rename_of_a_temporary_link() -> None:
+    cmd = switch.switch(S, "R2").command
+    assert "ln -sfn releases/R2 /srv/shop/.current-R2.tmp" in cmd
+    assert "mv -Tf /srv/shop/.current-R2.tmp /srv/shop/current" in cmd
+
+
+def rec(rid: str, status: str, schema: bool = False) -> ReleaseRecord:
+    return ReleaseRecord(rid, status=status, setup_upgrade=schema)
+
+
+def test_prune_keeps_newest_current_and_previous() -> None:
+    rels = ["r1", "r2", "r3", "r4", "r5"]
+    records = {r: rec(r, PREVIOUS) for r in rels} | {"r5": rec("r5", LIVE)}
+    p = plan_prune(rels, records, keep=2, protected={"r5", "r1"})
+    assert p.remove == ("r2", "r3")
+
+
+def test_prune_removes_old_failed_keeps_new_failed() -> None:
+    rels = ["r1", "r2", "r3", "r4"]
+    records = {"r1": rec("r1", PREVIOUS), "r2": rec("r2", FAILED), "r3": rec("r3", LIVE),
+               "r4": rec("r4", FAILED)}
+    p = plan_prune(rels, records, keep=5, protected={"r3", "r1"})
+    assert p.remove == ("r2",)
+
+
+def test_rollback_picks_previous_live_skipping_failed() -> None:
+    records = {"r1": rec("r1", PREVIOUS), "r2": rec("r2", FAILED), "r3": rec("r3", LIVE)}
+    assert plan("r3", records, ["r1", "r2", "r3"]).target == "r1"
+
+
+def test_rollback_refused_across_schema_change_names_release() -> None:
+    records = {"r1": rec("r1", PREVIOUS), "r2": rec("r2", LIVE, schema=True)}
+    with pytest.raises(RollbackRefused, match="r2"):
+        plan("r2", records, ["r1", "r2"])
+    forced = plan("r2", records, ["r1", "r2"], force=True)
+    assert forced.target == "r1" and forced.schema_movers == ("r2",)
+
+
+def test_rollback_counts_a_failed_upgrade_as_schema_change() -> None:
+    records = {"r1": rec("r1", PREVIOUS), "r2": rec("r2", FAILED, schema=True),
+               "r3": rec("r3", LIVE)}
+    with pytest.raises(RollbackRefused, match="r2"):
+        plan("r3", records, ["r1", "r3"])
+
+
+def test_rollback_never_to_failed_or_missing() -> None:
+    records = {"r1": rec("r1", FAILED), "r2": rec("r2", LIVE)}
+    with pytest.raises(RollbackRefused, match="failed"):
+        plan("r2", records, ["r1", "r2"], to="r1")
+    with pytest.raises(RollbackRefused, match="not on disk"):
+        plan("r2", {"r0": rec("r0", PREVIOUS), **records}, ["r1", "r2"], to="r0")
+
+
+DB_AHEAD = """         Shop_Catalog     schema:       1.1.0  ->  1.0.0
+         Shop_Catalog       data:       1.1.0  ->  1.0.0      <info>The module code base doesn't match the DB schema and data.</info>
+<info>Some modules use code versions newer or older than the database.</info>
+Run 'setup:upgrade' to update your DB schema and data."""
+
+
+def test_modules_ahead_parsed_from_db_status() -> None:
+    ahead = magento.modules_ahead(DB_AHEAD)
+    assert ahead[0] == "Shop_Catalog schema 1.1.0 in the database > 1.0.0 in the code"
+    assert magento.modules_ahead("    Shop_Catalog schema:   1.0.0  ->  1.1.0") == []
