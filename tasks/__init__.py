@@ -43,6 +43,7 @@ ns = Collection(
 __all__ = [
     "ns", "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade",
     "switch_symlink", "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases",
-    "unlock", "releases", "rollback", "deploy_to", "DeployError", "Host", "StepFailed", "Settings", "SettingsError",
+    "unlock", "releases", "rollback", "deploy_to", "DeployError", "Host", "StepFailed",
+    "Settings", "SettingsError",
     "load_settings",
 ]

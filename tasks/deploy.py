@@ -82,7 +82,8 @@ def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "") ->
     results = on_all(hosts, lambda h: lock.acquire(h, settings, info))
     errors = failures(results)
     if errors:
-        on_all([h for h in hosts if h.name not in errors], lambda h: lock.release(h, settings, info))
+        taken = [h for h in hosts if h.name not in errors]
+        on_all(taken, lambda h: lock.release(h, settings, info))
         raise DeployError("\n".join(str(e) for e in errors.values()))
     try:
         yield

@@ -131,7 +131,8 @@ class Host:
                 out_stream=out, err_stream=err,
             )
         except Exception as exc:  # SSH dropped, channel closed, ...
-            raise StepFailed(self.name, step, command, None, f"{type(exc).__name__}: {exc}") from exc
+            problem = f"{type(exc).__name__}: {exc}"
+            raise StepFailed(self.name, step, command, None, problem) from exc
         finally:
             for stream in (out, err):
                 if stream:

@@ -91,8 +91,9 @@ class Summary:
         for host in hosts:
             build = self.build_seconds.get(host)
             switched = self.switch_offsets.get(host)
-            lines.append(f"{host:<14}{'' if build is None else f'{build:.2f} s':>9}"
-                         f"{'' if switched is None else f'+{(switched - first) * 1000:.0f} ms':>14}")
+            build_text = "" if build is None else f"{build:.2f} s"
+            switch_text = "" if switched is None else f"+{(switched - first) * 1000:.0f} ms"
+            lines.append(f"{host:<14}{build_text:>9}{switch_text:>14}")
         if len(self.switch_offsets) > 1:
             lines.append(f"switch spread across hosts: {self.switch_spread * 1000:.0f} ms")
         lines += self.notes
@@ -125,5 +126,5 @@ def releases_table(present: list[str], records: dict, live: str | None) -> str:
     if len(rows) == 1:
         return "  (no releases)"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths)).rstrip()
+    return "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)

@@ -161,7 +161,8 @@ def _opcache(raw: dict) -> str:
     value = raw["DEPLOY_OPCACHE"].strip() or "auto"
     if value not in OPCACHE_STRATEGIES:
         raise SettingsError(
-            f"DEPLOY_OPCACHE={value!r}: unknown strategy, use one of {', '.join(OPCACHE_STRATEGIES)}"
+            f"DEPLOY_OPCACHE={value!r}: unknown strategy, "
+            f"use one of {', '.join(OPCACHE_STRATEGIES)}"
         )
     needs = {"url": "DEPLOY_OPCACHE_URL", "command": "DEPLOY_OPCACHE_COMMAND"}
     if value in needs and not raw[needs[value]].strip():
@@ -189,7 +190,7 @@ def load(
     *,
     require_repo: bool = True,
 ) -> Settings:
-    """Read and validate every ``DEPLOY_*`` setting; raise :class:`SettingsError` on the first bad one.
+    """Read and validate every ``DEPLOY_*`` setting; the first bad one raises SettingsError.
 
     ``require_repo`` is False for tasks that never fetch code (``releases``, ``rollback``).
     """

@@ -66,13 +66,15 @@ def link_shared_dir(settings: Settings, release: str, path: str) -> str:
     """
     shared = q(posixpath.join(settings.shared_dir, path))
     target = q(posixpath.join(settings.release_dir(release), path))
+    note = f"note: {path} from the release merged into shared/{path} (shared files kept)"
     return (
         f"if [ -d {target} ] && [ ! -L {target} ]; then"
         f" if [ ! -e {shared} ]; then mkdir -p \"$(dirname {shared})\" && mv {target} {shared};"
         f" elif [ -n \"$(ls -A {target})\" ]; then cp -an {target}/. {shared}/ && rm -rf {target}"
-        f" && echo {q(f'note: {path} from the release merged into shared/{path} (shared files kept)')};"
+        f" && echo {q(note)};"
         f" else rmdir {target}; fi; fi"
-        f" && mkdir -p {shared} \"$(dirname {target})\" && rm -rf {target} && ln -s {shared} {target}"
+        f" && mkdir -p {shared} \"$(dirname {target})\""
+        f" && rm -rf {target} && ln -s {shared} {target}"
     )
 
 

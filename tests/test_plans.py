@@ -94,8 +94,9 @@ def test_rollback_never_to_failed_or_missing() -> None:
 
 
 DB_AHEAD = """         Shop_Catalog     schema:       1.1.0  ->  1.0.0
-         Shop_Catalog       data:       1.1.0  ->  1.0.0      <info>The module code base doesn't match the DB schema and data.</info>
-<info>Some modules use code versions newer or older than the database.</info>
+         Shop_Catalog       data:       1.1.0  ->  1.0.0      The module code base doesn't \
+match the DB schema and data.
+Some modules use code versions newer or older than the database.
 Run 'setup:upgrade' to update your DB schema and data."""
 
 

@@ -1,0 +1,148 @@
+"""A fake Magento shop installed on a rig: repo, database, shared env.php per host.
+
+Tests read as scenarios on top of this: make a commit, deploy (in-process through the
+library, or as ``fab`` in a subprocess exactly like a user), then look at each host's
+own filesystem and at the fake Magento's command log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import shop
+from rig import Rig, WebHost
+
+from tasks import Host, deploy_to
+from tasks.report import Summary
+from tasks.settings import Settings, load
+
+ROOT = Path(__file__).resolve().parent.parent
+FAB = str(Path(sys.executable).with_name("fab"))
+LOG = "/srv/log/magento.jsonl"
+FAULTS = "/srv/log/faults.json"
+
+
+class Shop:
+    """The fake shop deployed to ``rig``; ``v1`` installed in the database."""
+
+    def __init__(self, rig: Rig, *, label: str = "v1", blue_green: bool = False):
+        self.rig = rig
+        self.repo = rig.common / "shop"
+        self.db = rig.common / "db" / "shop.json"
+        self.db.parent.mkdir(parents=True, exist_ok=True)
+        self.commits = [shop.make_repo(self.repo, label=label)]
+        shop.install_db(self.db, self.repo)
+        self._trust_repo()
+        for host in rig.hosts:
+            env_php = host.inside("/srv/shop/shared/app/etc/env.php")
+            env_php.parent.mkdir(parents=True, exist_ok=True)
+            env_php.write_text(shop.env_php(self.db, command_log=LOG, faults=FAULTS,
+                                            blue_green=blue_green))
+            host.inside("/srv/log").mkdir(parents=True, exist_ok=True)
+            host.sh(f"chown -R {rig.user}: /srv/shop /srv/log")
+        subprocess.run(["chown", "-R", rig.user, str(self.db.parent)], check=True)
+
+    def _trust_repo(self) -> None:
+        """The repo belongs to root (the test); git refuses other users' repos by default."""
+        subprocess.run(["su", self.rig.user, "-c",
+                        "git config --global --replace-all safe.directory '*'"], check=True)
+
+    # -- changes ---------------------------------------------------------------------------
+    def commit(self, **changes: object) -> str:
+        sha = shop.commit(self.repo, **changes)
+        self.commits.append(sha)
+        return sha
+
+    def faults(self, host: WebHost, faults: dict) -> None:
+        path = host.inside(FAULTS)
+        shop.write_faults(path, faults)
+        os.chmod(path, 0o644)
+
+    # -- deploying -------------------------------------------------------------------------
+    def env(self, **settings: str | None) -> dict[str, str]:
+        base = {"repo": str(self.repo), "opcache": "none"}
+        return self.rig.env(**{**base, **settings})
+
+    def settings(self, **settings: str | None) -> Settings:
+        return load(environ=self.env(**settings), cwd=self.rig.base)
+
+    def hosts(self, names: list[str] | None = None) -> list[Host]:
+        names = names or [h.name for h in self.rig.hosts]
+        return [Host(n, self.rig.connection(n), echo=False) for n in names]
+
+    def deploy(self, *, hosts: list[str] | None = None, ref: str | None = None,
+               **settings: str | None) -> Summary:
+        return deploy_to(self.hosts(hosts), self.settings(**settings), ref=ref, quiet=True)
+
+    def fab(self, *args: str, timeout: float = 120, **settings: str | None
+            ) -> subprocess.CompletedProcess[str]:
+        """Run ``fab`` as a user would, from a directory without ``.env``."""
+        return subprocess.run(self.fab_argv(*args), env=self.env(**settings),
+                              cwd=self.rig.base, text=True, capture_output=True,
+                              timeout=timeout)
+
+    def fab_argv(self, *args: str) -> list[str]:
+        return [FAB, "-r", str(ROOT), "-S", str(self.rig.ssh_config), *args]
+
+    def fab_background(self, *args: str, **settings: str | None) -> subprocess.Popen[str]:
+        """``fab`` in the background with SIGINT at its default (so Ctrl-C can be sent)."""
+        return subprocess.Popen(
+            self.fab_argv(*args), env=self.env(**settings), cwd=self.rig.base, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+    # -- looking -----------------------------------------------------------------------------
+    def live(self, host: WebHost) -> str | None:
+        link = host.inside("/srv/shop/current")
+        return os.path.basename(os.readlink(link)) if link.is_symlink() else None
+
+    def releases(self, host: WebHost) -> list[str]:
+        path = host.inside("/srv/shop/releases")
+        return sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+
+    def release_path(self, host: WebHost, release: str, sub: str = "") -> Path:
+        return host.inside(f"/srv/shop/releases/{release}/{sub}".rstrip("/"))
+
+    def log(self, host: WebHost) -> list[dict]:
+        path = host.inside(LOG)
+        return shop.read_log(path) if path.exists() else []
+
+    def commands(self, host: WebHost) -> list[str]:
+        return [entry["cmd"] for entry in self.log(host)]
+
+    def db_state(self) -> dict:
+        return shop.read_db(self.db)
+
+    def lock_exists(self, host: WebHost) -> bool:
+        return host.inside("/srv/shop/deploy.lock").exists()
+
+
+@contextmanager
+def watch(paths: list[Path], interval: float = 0.005) -> Iterator[dict[Path, bool]]:
+    """Record whether each path existed at any moment while the block ran."""
+    seen = {p: False for p in paths}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            for p in paths:
+                if not seen[p] and p.exists():
+                    seen[p] = True
+            time.sleep(interval)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()

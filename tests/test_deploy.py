@@ -1,0 +1,201 @@
+"""Deploy scenarios on one real sshd host, with real git, composer and PHP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from scenario import Shop, watch
+
+from tasks.deploy import DeployError
+from tasks.magento import DatabaseAheadError
+
+pytestmark = pytest.mark.real_hosts
+
+
+@pytest.fixture
+def one(rig1):
+    return Shop(rig1)
+
+
+def record(shop: Shop, host, release: str) -> dict:
+    return json.loads(host.inside(f"/srv/shop/history/{release}.json").read_text())
+
+
+def test_first_deploy_builds_links_and_switches_without_maintenance(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    summary = one.deploy()
+    rel = summary.release
+    assert one.live(web1) == rel and summary.path == "zero-downtime"
+    path = one.release_path(web1, rel)
+    assert (path / "REVISION").read_text().strip() == one.commits[-1]
+    assert (path / "vendor/autoload.php").is_file()
+    assert (path / "generated/metadata").is_dir()
+    assert (path / "pub/static/deployed_version.txt").read_text().strip() == rel
+    assert (path / "pub/media").is_symlink()
+    assert str((path / "app/etc/env.php").readlink()) == "/srv/shop/shared/app/etc/env.php"
+    assert not (path / ".git").exists()
+    cmds = one.commands(web1)
+    assert cmds.index("setup:di:compile") < cmds.index("setup:static-content:deploy")
+    assert "setup:upgrade" not in cmds and "setup:db:status" in cmds
+    rec = record(one, web1, rel)
+    assert rec["status"] == "live" and rec["commit"] == one.commits[-1]
+    assert not rec["setup_upgrade"] and "composer install" in rec["steps"]
+    assert not one.lock_exists(web1)
+
+
+def test_code_only_release_switches_with_zero_downtime(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    first = one.deploy().release
+    one.commit(label="v2")
+    flag = one.release_path(web1, first, "var/.maintenance.flag")
+    with watch([flag]) as seen:
+        second = one.deploy()
+    assert second.path == "zero-downtime" and second.maintenance_seconds is None
+    assert not seen[flag], "maintenance must not be touched when nothing is pending"
+    assert one.live(web1) == second.release
+    assert record(one, web1, first)["status"] == "previous"
+
+
+def test_schema_release_takes_a_maintenance_window_in_both_releases(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    first = one.deploy().release
+    one.commit(label="v2", modules={"Shop_Catalog": "1.1.0"})
+    one.faults(web1, {"setup:upgrade": {"sleep": 1.0}})
+    old_flag = one.release_path(web1, first, "var/.maintenance.flag")
+    with watch([old_flag]) as seen:
+        summary = one.deploy()
+    rel = summary.release
+    assert summary.path == "maintenance"
+    assert seen[old_flag], "the live release must show maintenance during the upgrade"
+    assert not old_flag.exists()
+    assert not one.release_path(web1, rel, "var/.maintenance.flag").exists()
+    upgrades = [e for e in one.log(web1) if e["cmd"] == "setup:upgrade"]
+    assert len(upgrades) == 1 and "--keep-generated" in upgrades[0]["argv"]
+    assert upgrades[0]["bp"].endswith(f"/releases/{rel}")
+    assert (one.release_path(web1, rel, "generated/metadata")).is_dir()
+    assert (one.release_path(web1, rel, "pub/static/deployed_version.txt")).is_file()
+    assert summary.upgrade_seconds >= 1.0
+    assert summary.maintenance_seconds >= summary.upgrade_seconds
+    assert record(one, web1, rel)["setup_upgrade"] is True
+
+
+def test_config_change_alone_takes_the_maintenance_path(one: Shop) -> None:
+    one.deploy()
+    one.commit(config_system={"default": {"web": {"cookie": {"cookie_lifetime": "7200"}}}})
+    summary = one.deploy()
+    assert summary.path == "maintenance"
+    assert one.commands(one.rig.host("web1")).count("setup:upgrade") == 1
+
+
+def test_code_older_than_database_is_refused_before_maintenance(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    old_commit = one.commits[-1]
+    one.commit(modules={"Shop_Catalog": "1.1.0"})
+    live = one.deploy().release
+    with pytest.raises(DatabaseAheadError, match="Shop_Catalog"):
+        one.deploy(ref=old_commit)
+    assert one.live(web1) == live
+    assert one.releases(web1) == [live]
+    assert not one.release_path(web1, live, "var/.maintenance.flag").exists()
+    assert not one.lock_exists(web1)
+
+
+def test_build_failure_leaves_the_live_release_alone(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    live = one.deploy().release
+    one.commit(label="broken")
+    one.faults(web1, {"setup:di:compile": {"exit": 1, "message": "Fatal: class not found"}})
+    with pytest.raises(DeployError, match=r"(?s)web1.*di:compile.*class not found"):
+        one.deploy()
+    assert one.live(web1) == live
+    assert one.releases(web1) == [live]
+    failed = [json.loads(p.read_text()) for p in web1.inside("/srv/shop/history").iterdir()]
+    assert sorted(r["status"] for r in failed) == ["failed", "live"]
+    assert not one.lock_exists(web1)
+
+
+def test_failed_upgrade_keeps_maintenance_on_and_says_so(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    live = one.deploy().release
+    one.commit(modules={"Shop_Catalog": "1.1.0"})
+    one.faults(web1, {"setup:upgrade": {"exit": 1, "message": "SQLSTATE[42S01]: table exists"}})
+    with pytest.raises(DeployError, match="HALF-UPGRADED"):
+        one.deploy()
+    assert one.live(web1) == live
+    assert one.release_path(web1, live, "var/.maintenance.flag").exists()
+    assert not one.lock_exists(web1)
+
+
+def test_operator_maintenance_is_left_on(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    live = one.deploy().release
+    one.release_path(web1, live, "var").mkdir(exist_ok=True)
+    one.release_path(web1, live, "var/.maintenance.flag").touch()
+    one.commit(modules={"Shop_Catalog": "1.1.0"})
+    rel = one.deploy().release
+    assert one.release_path(web1, rel, "var/.maintenance.flag").exists()
+    assert one.release_path(web1, live, "var/.maintenance.flag").exists()
+
+
+def test_shared_media_is_never_lost(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    media = web1.inside("/srv/shop/shared/pub/media")
+    media.mkdir(parents=True)
+    (media / "customer-upload.jpg").write_text("precious")
+    web1.sh("chown -R deployer: /srv/shop/shared")
+    one.commit(files={"pub/media/logo.svg": "<svg/>"})
+    rel = one.deploy().release
+    assert (media / "customer-upload.jpg").read_text() == "precious"
+    assert (media / "logo.svg").read_text() == "<svg/>"
+    assert one.release_path(web1, rel, "pub/media").is_symlink()
+
+
+def test_old_releases_are_pruned_but_current_and_previous_kept(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    rels = []
+    for n in range(4):
+        one.commit(label=f"v{n + 2}")
+        rels.append(one.deploy(keep_releases="2").release)
+    web1.sh(f"chmod -R a-w /srv/shop/releases/{rels[-1]}/generated")  # read-only files
+    one.commit(label="v9")
+    rels.append(one.deploy(keep_releases="2").release)
+    assert one.releases(web1) == rels[-2:]
+    assert web1.inside(f"/srv/shop/history/{rels[0]}.json").exists(), "records survive pruning"
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    result = one.fab("deploy", "--dry")
+    assert result.returncode == 0, result.stderr
+    assert "setup:static-content:deploy" in result.stdout and "setup:upgrade" in result.stdout
+    assert one.releases(web1) == []
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("DEPLOY_KEEP_RELEASES", "0"),
+    ("DEPLOY_PATH", "relative/path"),
+    ("DEPLOY_PATH", "/"),
+    ("DEPLOY_OPCACHE", "magic"),
+])
+def test_bad_settings_give_one_error_and_touch_no_host(one: Shop, key: str, value: str) -> None:
+    web1 = one.rig.host("web1")
+    before = sorted(p.name for p in web1.inside("/srv/shop").iterdir())
+    result = one.fab("deploy", **{key: value})
+    assert result.returncode == 2
+    assert key in result.stderr and repr(value) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in web1.inside("/srv/shop").iterdir()) == before
+    assert one.log(web1) == []
+
+
+def test_cli_deploy_and_single_tasks(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    result = one.fab("deploy", "--hosts=web1", "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rel = one.live(web1)
+    assert f"release {rel}" in result.stdout and "zero-downtime" in result.stdout
+    status = one.fab("db-status", "--hosts=web1")
+    assert status.returncode == 0 and "up to date" in status.stdout
+    listing = one.fab("releases")
+    assert rel in listing.stdout and "live" in listing.stdout
