@@ -1,0 +1,103 @@
+"""Fixtures for tests on real hosts (see ``tests/rig.py``), and CI's "no silent skip" rule.
+
+Why the rule: the tests that matter here need root, sshd, php-fpm and nginx. On a laptop
+without them they skip with the precise reason; under ``CI=true`` a missing tool is a
+broken CI setup, so the same check fails the test, and a run in which no test passed
+fails as a whole. CI must never be green because everything was skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rig import Rig, make_rig, missing_requirements  # noqa: E402
+
+_IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
+_passed = 0
+
+
+def require_real_hosts(*, web: bool = False) -> None:
+    """Skip (or under ``CI=true`` fail) unless this machine can run a rig.
+
+    ``web=True`` also requires php-fpm 8.2 and nginx.
+    """
+    reasons = missing_requirements(web=web)
+    if not reasons:
+        return
+    message = "real-host rig unavailable: " + "; ".join(reasons)
+    if _IN_CI:
+        pytest.fail(message + " (CI=true: refusing to skip)", pytrace=False)
+    pytest.skip(message)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_hosts(web=False): needs root + sshd (+ php-fpm/nginx with web=True); "
+        "skipped without them, failed under CI=true",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("real_hosts")
+    if marker is not None:
+        require_real_hosts(web=bool(marker.kwargs.get("web", False)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    global _passed
+    if report.when == "call" and report.passed:
+        _passed += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under ``CI=true`` a run that collected tests but passed none is a failure."""
+    if _IN_CI and session.testscollected and _passed == 0 and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                "CI=true: no test passed (all skipped?) - failing the run", red=True
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _rig(n_hosts: int, *, web: bool) -> Iterator[Rig]:
+    require_real_hosts(web=web)
+    rig = make_rig(n_hosts)
+    try:
+        if web:
+            rig.start_web()
+        yield rig
+    finally:
+        rig.stop()
+
+
+@pytest.fixture
+def rig1() -> Iterator[Rig]:
+    """One host ``web1`` with sshd (no web server)."""
+    yield from _rig(1, web=False)
+
+
+@pytest.fixture
+def rig3() -> Iterator[Rig]:
+    """Three hosts ``web1``..``web3`` with sshd (no web server)."""
+    yield from _rig(3, web=False)
+
+
+@pytest.fixture
+def web_rig1() -> Iterator[Rig]:
+    """One host with sshd, php-fpm (OPcache on) and nginx."""
+    yield from _rig(1, web=True)
+
+
+@pytest.fixture
+def web_rig3() -> Iterator[Rig]:
+    """Three hosts with sshd, php-fpm (OPcache on) and nginx."""
+    yield from _rig(3, web=True)

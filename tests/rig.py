@@ -1,0 +1,1029 @@
+"""Several real "web hosts" on one machine, for deploy tests that must not be simulated.
+
+Why real daemons: the failures a Magento deploy can cause (a release half-copied on one
+host, a symlink switched on two hosts out of three, FPM workers serving the old release
+from their realpath cache) only show with a real ``sshd``, a real ``php-fpm`` and a real
+``nginx``. Mocks of Fabric would only test our assumptions about them.
+
+Each :class:`WebHost` is:
+
+* a private mount namespace, kept alive by a holder process (``unshare --mount
+  --propagation private sleep infinity``), in which a per-host directory is bind-mounted
+  over ``/srv``. Every host therefore has the *same* ``DEPLOY_PATH`` (``/srv/shop``) and
+  the same FPM socket path, on separate filesystems: exactly the situation of a real
+  cluster, where a command run on the wrong host, or on one host only, leaves a visible
+  difference;
+* its own loopback address (``127.X.Y.K``, ``X.Y`` random per rig so concurrent runs do
+  not clash) with its own OpenSSH ``sshd`` started *inside* the namespace, so an SSH
+  session sees that host's ``/srv``;
+* optionally (:meth:`Rig.start_web`) its own ``php-fpm`` 8.2 (pool running as the deploy
+  user, OPcache on, ``validate_timestamps=0``) and ``nginx`` with the stale-prone
+  ``$document_root`` FastCGI setup that Magento's sample config uses.
+
+Everything outside ``/srv`` is the machine's own filesystem and is seen by every host,
+including the deploy user's home (like an NFS ``/home``: ``git config --global`` made once
+applies everywhere). :attr:`Rig.common` (``/var/tmp/magerig-<id>/common``) is where the
+shared fake database and the git repositories live.
+
+Cleanup: :meth:`Rig.stop` (also run at interpreter exit) kills every daemon, every process
+still inside a host's namespace and the holders, then removes the rig directory. Each
+daemon is started under ``setpriv --pdeathsig`` so that it dies with the test process even
+when that one is SIGKILLed, and directories of rigs whose owner died are removed by the
+next :func:`make_rig`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import random
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import fabric
+
+SSHD = "/usr/sbin/sshd"
+PHP_FPM = "/usr/sbin/php-fpm8.2"
+NGINX = "/usr/sbin/nginx"
+UNSHARE = "/usr/bin/unshare"
+NSENTER = "/usr/bin/nsenter"
+SETPRIV = "/usr/bin/setpriv"
+SSH_KEYGEN = "/usr/bin/ssh-keygen"
+MOUNT = "/usr/bin/mount"
+
+DEPLOY_USER = "deployer"
+DEPLOY_PATH = "/srv/shop"
+FPM_SOCKET = "/srv/run/php-fpm.sock"
+FPM_WORKERS = 4
+RIG_PARENT = Path("/var/tmp")
+RIG_PREFIX = "magerig-"
+START_TIMEOUT = 10.0
+_LOCK_FILE = RIG_PARENT / "magerig.lock"
+
+# Ports every host would use on a real cluster; a rig falls back to a free port when one
+# is taken on its address (e.g. a system sshd listening on 0.0.0.0:22).
+SSH_PORT = 22
+HTTP_PORT = 80
+FPM_TCP_PORT = 9000
+
+
+class RigError(RuntimeError):
+    """The rig could not be built or a daemon did not start; the message has its log tail."""
+
+
+class ShError(subprocess.CalledProcessError):
+    """A :meth:`WebHost.sh` command failed; ``str()`` names the host and shows its output."""
+
+    def __init__(self, host: str, proc: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(proc.returncode, proc.args, proc.stdout, proc.stderr)
+        self.host = host
+
+    def __str__(self) -> str:
+        command = self.cmd[-1] if isinstance(self.cmd, list) else self.cmd
+        return (
+            f"[{self.host}] exit {self.returncode}: {command}\n"
+            f"--- stdout\n{_tail(self.stdout)}\n--- stderr\n{_tail(self.stderr)}"
+        )
+
+
+def _tail(text: str | None, lines: int = 25) -> str:
+    return "\n".join((text or "").rstrip().splitlines()[-lines:])
+
+
+def missing_requirements(*, web: bool = False) -> list[str]:
+    """Why a rig cannot run here (empty list = it can). Used by conftest to skip or fail.
+
+    Checked up front so that a developer without root gets one precise skip reason instead
+    of a confusing failure halfway through a fixture.
+    """
+    if not sys.platform.startswith("linux"):
+        return [f"needs Linux mount namespaces, this is {sys.platform}"]
+    reasons = []
+    if os.geteuid() != 0:
+        reasons.append("needs root (mount namespaces, sshd, useradd)")
+    tools = [SSHD, UNSHARE, NSENTER, SETPRIV, SSH_KEYGEN, MOUNT]
+    if web:
+        tools += [PHP_FPM, NGINX]
+    reasons += [f"{tool} is missing" for tool in tools if not os.access(tool, os.X_OK)]
+    for tool in ("useradd", "usermod"):
+        if shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin") is None:
+            reasons.append(f"{tool} is missing")
+    if not reasons:
+        probe = subprocess.run(
+            [UNSHARE, "--mount", "--propagation", "private", "true"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode != 0:
+            reasons.append(f"unshare --mount fails here: {probe.stderr.strip()}")
+    return reasons
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _start_time(pid: int) -> str | None:
+    """Kernel start time of a process, to tell a pid from a recycled one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _mount_ns(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _pids_in_namespace(ns: str, exclude: Iterable[int] = ()) -> list[int]:
+    """Every process whose mount namespace is ``ns``: what a host's cleanup must kill."""
+    skip = set(exclude)
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in skip and _mount_ns(entry) == ns:
+            found.append(int(entry))
+    return found
+
+
+def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    """Wait until none of ``pids`` exists (zombies of other parents count as gone)."""
+    pending = list(pids)
+    deadline = time.monotonic() + timeout
+    while pending:
+        alive = []
+        for pid in pending:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(pid)
+        pending = alive
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    return pending
+
+
+def _wait_for_log(
+    log: Path, needle: str, proc: subprocess.Popen[bytes], what: str, offset: int = 0
+) -> None:
+    """Poll a daemon's log for its readiness line (the port may open before it is usable)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            with log.open("rb") as fh:
+                fh.seek(offset)
+                if needle.encode() in fh.read():
+                    return
+        except FileNotFoundError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.003)
+    text = log.read_bytes()[offset:].decode(errors="replace") if log.exists() else "(no log)"
+    state = f"exited {proc.returncode}" if proc.poll() is not None else "still not ready"
+    raise RigError(f"{what} {state} after start; log {log}:\n{_tail(text)}")
+
+
+def _free_port(address: str, preferred: int) -> int:
+    """``preferred`` if nobody can be bound there, else a port the kernel picks."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RigError(f"no free TCP port on {address}")
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+# --------------------------------------------------------------------------- config files
+
+
+def _sshd_config(host: WebHost, authorized_keys: Path) -> str:
+    return f"""\
+# sshd of rig host {host.name}: started inside the host's mount namespace.
+ListenAddress {host.address}:{host.ssh_port}
+HostKey {host._etc}/ssh_host_ed25519_key
+PidFile /srv/run/sshd.pid
+AuthorizedKeysFile {authorized_keys}
+AllowUsers {DEPLOY_USER}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+MaxStartups 100:30:200
+MaxSessions 100
+UseDNS no
+PrintMotd no
+PrintLastLog no
+X11Forwarding no
+Subsystem sftp internal-sftp
+LogLevel INFO
+"""
+
+
+def _php_ini(opcache: bool) -> str:
+    return f"""\
+; php.ini of the rig's php-fpm: production-like OPcache, so stale code shows as it would.
+[PHP]
+memory_limit = 512M
+display_errors = Off
+log_errors = On
+error_reporting = E_ALL
+expose_php = Off
+date.timezone = UTC
+; PHP's defaults, stated because the stale-release behaviour depends on them.
+realpath_cache_size = 4096K
+realpath_cache_ttl = 120
+
+[opcache]
+opcache.enable = {1 if opcache else 0}
+opcache.enable_cli = 0
+opcache.validate_timestamps = 0
+; Cache files even when they were written a moment ago (tests deploy within seconds).
+opcache.file_update_protection = 0
+opcache.memory_consumption = 64
+opcache.max_accelerated_files = 20000
+"""
+
+
+def _fpm_pool(name: str, listen: str, extra: str = "") -> str:
+    return f"""\
+[{name}]
+user = {DEPLOY_USER}
+group = {DEPLOY_USER}
+listen = {listen}
+{extra}pm = static
+pm.max_children = {FPM_WORKERS}
+catch_workers_output = yes
+decorate_workers_output = no
+"""
+
+
+def _fpm_config(tcp: str | None) -> str:
+    owner = f"listen.owner = {DEPLOY_USER}\nlisten.group = {DEPLOY_USER}\nlisten.mode = 0660\n"
+    text = f"""\
+[global]
+pid = /srv/run/php-fpm.pid
+error_log = /srv/log/php-fpm.log
+log_level = notice
+daemonize = no
+
+{_fpm_pool("www", FPM_SOCKET, owner)}"""
+    if tcp:
+        # A second pool of the same master: it shares the OPcache memory with "www".
+        text += "\n" + _fpm_pool("tcp", tcp)
+    return text
+
+
+def _nginx_config(host: WebHost) -> str:
+    return f"""\
+# nginx of rig host {host.name}. SCRIPT_FILENAME uses $document_root on purpose:
+# it is Magento's nginx.conf.sample setup, the one where FPM workers keep serving the
+# old release after the "current" symlink moves (see FACTS.md, OPcache).
+daemon off;
+master_process on;
+user {DEPLOY_USER} {DEPLOY_USER};
+worker_processes 2;
+pid /srv/run/nginx.pid;
+error_log /srv/log/nginx-error.log notice;
+
+events {{
+    worker_connections 512;
+}}
+
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log /srv/log/nginx-access.log;
+    sendfile on;
+    keepalive_timeout 5;
+    client_body_temp_path /srv/run/nginx/body;
+    proxy_temp_path /srv/run/nginx/proxy;
+    fastcgi_temp_path /srv/run/nginx/fastcgi;
+    uwsgi_temp_path /srv/run/nginx/uwsgi;
+    scgi_temp_path /srv/run/nginx/scgi;
+
+    server {{
+        listen {host.address}:{host.http_port};
+        server_name {host.name};
+        root {DEPLOY_PATH}/current/pub;
+        index index.php;
+
+        location /static/ {{
+            # Magento puts the deployed static version in every URL.
+            rewrite ^/static/version\\d+/(.*)$ /static/$1 break;
+            try_files $uri =404;
+        }}
+
+        location / {{
+            try_files $uri $uri/ /index.php$is_args$args;
+        }}
+
+        location ~ \\.php$ {{
+            try_files $uri =404;
+            fastcgi_pass unix:{FPM_SOCKET};
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_read_timeout 60s;
+        }}
+    }}
+}}
+"""
+
+
+# --------------------------------------------------------------------------- FastCGI
+
+
+def _fcgi_record(kind: int, content: bytes, request_id: int = 1) -> bytes:
+    return struct.pack("!BBHHBx", 1, kind, request_id, len(content), 0) + content
+
+
+def _fcgi_pair(name: str, value: str) -> bytes:
+    out = b""
+    for item in (name.encode(), value.encode()):
+        n = len(item)
+        out += struct.pack("!B", n) if n < 128 else struct.pack("!I", n | 0x80000000)
+    return out + name.encode() + value.encode()
+
+
+def fastcgi_request(
+    target: str | Path, script: str, *, query: str = "", timeout: float = 10.0
+) -> tuple[int, str, str]:
+    """Run ``script`` (a path as FPM sees it) in an FPM pool; return (status, body, stderr).
+
+    Why: a test must be able to ask the *pool* (not the CLI, whose OPcache is separate) for
+    ``opcache_get_status()``, and to do so without nginx. ``target`` is a host-side unix
+    socket path or ``"host:port"``.
+    """
+    params = {
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_FILENAME": script,
+        "SCRIPT_NAME": "/" + os.path.basename(script),
+        "REQUEST_URI": "/" + os.path.basename(script) + (f"?{query}" if query else ""),
+        "QUERY_STRING": query,
+        "DOCUMENT_ROOT": os.path.dirname(script),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_LENGTH": "0",
+    }
+    target = str(target)
+    if target.startswith("/"):
+        sock = socket.socket(socket.AF_UNIX)
+        address: str | tuple[str, int] = target
+    else:
+        host, _, port = target.rpartition(":")
+        sock = socket.socket()
+        address = (host, int(port))
+    stdout, stderr = b"", b""
+    with sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        body = b"".join(_fcgi_pair(k, v) for k, v in params.items())
+        sock.sendall(
+            _fcgi_record(1, struct.pack("!HB5x", 1, 0))
+            + _fcgi_record(4, body)
+            + _fcgi_record(4, b"")
+            + _fcgi_record(5, b"")
+        )
+        buf = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        while len(buf) >= 8:
+            _, kind, _, length, padding = struct.unpack("!BBHHBx", buf[:8])
+            content, buf = buf[8 : 8 + length], buf[8 + length + padding :]
+            if kind == 6:
+                stdout += content
+            elif kind == 7:
+                stderr += content
+    head, _, payload = stdout.partition(b"\r\n\r\n")
+    status = 200
+    for line in head.decode(errors="replace").splitlines():
+        if line.lower().startswith("status:"):
+            status = int(line.split(":", 1)[1].split()[0])
+    return status, payload.decode(errors="replace"), stderr.decode(errors="replace")
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+class WebHost:
+    """One web host: a mount namespace with its own /srv, sshd and optionally nginx + FPM."""
+
+    fpm_socket: str = FPM_SOCKET
+
+    def __init__(self, rig: Rig, name: str, address: str, hostdir: Path) -> None:
+        self.name = name
+        self.address = address
+        self.ssh_port = _free_port(address, SSH_PORT)
+        self.http_port: int | None = None
+        self.fpm_tcp: str | None = None
+        self.root = hostdir / "srv"  # host-side view of this host's /srv
+        self._rig = rig
+        self._etc = hostdir / "etc"
+        self._holder: subprocess.Popen[bytes] | None = None
+        self._ns: str | None = None
+        self._daemons: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __repr__(self) -> str:
+        return f"<WebHost {self.name} {self.address}:{self.ssh_port} root={self.root}>"
+
+    # ---- paths and commands
+
+    def inside(self, path: str) -> Path:
+        """Host-side path of ``path`` as this host sees it: ``/srv/shop/x`` -> ``root/shop/x``.
+
+        Purely lexical: an absolute symlink found under the result (``current`` ->
+        ``/srv/shop/releases/2``) points into the *machine's* /srv when followed from
+        the test process; use :meth:`realpath` to resolve links the way the host does.
+        Paths outside /srv are shared by all hosts and returned as they are.
+        """
+        norm = os.path.normpath(path)
+        if not norm.startswith("/"):
+            raise ValueError(f"{path!r}: give an absolute path as the host sees it")
+        if norm == "/srv" or norm.startswith("/srv/"):
+            return self.root / norm[len("/srv") :].lstrip("/")
+        return Path(norm)
+
+    def realpath(self, path: str) -> str:
+        """``readlink -f`` inside the host: where ``/srv/shop/current`` really points."""
+        return self.sh(f"readlink -f -- {shlex.quote(path)}").stdout.strip()
+
+    def sh(
+        self,
+        command: str,
+        *,
+        user: str = "root",
+        check: bool = True,
+        timeout: float = 120,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` with bash inside this host's mount namespace, as ``user``.
+
+        A test's back door to the host (setting up fixtures, checking the result) that
+        does not go through the SSH path under test. Starts in the user's home directory
+        with a clean login-like environment; raises :class:`ShError` when ``check``.
+        """
+        home = pwd.getpwnam(user).pw_dir
+        argv = [NSENTER, f"--target={self._holder_pid}", "--mount"]
+        argv += [f"--wdns={home if os.path.isdir(home) else '/'}", "--", SETPRIV]
+        if user != "root":
+            argv += [f"--reuid={user}", f"--regid={user}", "--init-groups"]
+        argv += ["--reset-env", "/bin/bash", "-c", command]
+        proc = subprocess.run(
+            argv,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise ShError(self.name, proc)
+        return proc
+
+    def url(self, path: str = "/") -> str:
+        """``http://address:port/path`` of this host's nginx (after :meth:`Rig.start_web`)."""
+        if self.http_port is None:
+            raise RigError(f"{self.name}: nginx is not running, call rig.start_web() first")
+        return f"http://{self.address}:{self.http_port}/{path.lstrip('/')}"
+
+    def fastcgi(self, script: str, *, tcp: bool = False, query: str = "") -> tuple[int, str]:
+        """Execute ``script`` (path inside the host) in this host's FPM pool: (status, body)."""
+        if "fpm" not in self._daemons:
+            raise RigError(f"{self.name}: php-fpm is not running, call rig.start_web() first")
+        if tcp and not self.fpm_tcp:
+            raise RigError(f"{self.name}: php-fpm has no TCP listener (start_web(tcp=True))")
+        target = self.fpm_tcp if tcp else self.inside(self.fpm_socket)
+        status, body, _ = fastcgi_request(target, script, query=query)
+        return status, body
+
+    def pids(self) -> list[int]:
+        """Every process now inside this host (daemons, SSH sessions, their commands)."""
+        if self._ns is None:
+            return []
+        return _pids_in_namespace(self._ns, exclude=[self._holder_pid])
+
+    def daemon_pid(self, name: str) -> int | None:
+        """Pid of ``"sshd"``, ``"fpm"`` or ``"nginx"`` (the master process), if running."""
+        proc = self._daemons.get(name)
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    # ---- life cycle
+
+    @property
+    def _holder_pid(self) -> int:
+        if self._holder is None or self._holder.poll() is not None:
+            raise RigError(f"{self.name}: host is not running")
+        return self._holder.pid
+
+    def _prepare(self, uid: int, gid: int) -> None:
+        for sub in ("shop", "log"):
+            (self.root / sub).mkdir(parents=True)
+            os.chown(self.root / sub, uid, gid)
+        (self.root / "run" / "nginx").mkdir(parents=True)
+        self._etc.mkdir()
+        self.root.chmod(0o755)
+        subprocess.run(
+            [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", f"rig-{self.name}"]
+            + ["-f", str(self._etc / "ssh_host_ed25519_key")],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def _spawn(self, argv: list[str], pdeathsig: str = "TERM") -> subprocess.Popen[bytes]:
+        # setpriv --pdeathsig: the process dies with the test process even on SIGKILL.
+        # Caveat: Linux sends it when the *thread* that started it exits, so start rigs
+        # from a thread that lives as long as the rig (pytest's main thread does).
+        proc = subprocess.Popen(
+            [SETPRIV, f"--pdeathsig={pdeathsig}", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._rig._record(proc.pid)
+        return proc
+
+    def _enter(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        return self._spawn([NSENTER, f"--target={self._holder_pid}", "--mount", "--", *argv])
+
+    def _start(self) -> None:
+        holder = self._spawn(
+            [UNSHARE, "--mount", "--propagation", "private", "--", "sleep", "infinity"], "KILL"
+        )
+        self._holder = holder
+        # Wait for the exec of sleep: only then is the namespace's propagation private, so
+        # our bind mounts cannot leak into the machine's namespace.
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                comm = Path(f"/proc/{holder.pid}/comm").read_text().strip()
+            except OSError:
+                comm = ""
+            if comm == "sleep" and _mount_ns(holder.pid) != _mount_ns("self"):
+                break
+            if holder.poll() is not None or time.monotonic() > deadline:
+                raise RigError(f"{self.name}: namespace holder exited ({holder.returncode})")
+            time.sleep(0.001)
+        self._ns = _mount_ns(holder.pid)
+        subprocess.run(
+            [NSENTER, f"--target={holder.pid}", "--mount", "--", MOUNT, "--bind"]
+            + [str(self.root), "/srv"],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+        conf = _write(self._etc / "sshd_config", _sshd_config(self, self._rig._authorized_keys))
+        log = self.root / "log" / "sshd.log"
+        sshd = self._enter([SSHD, "-D", "-f", str(conf), "-E", "/srv/log/sshd.log"])
+        self._daemons["sshd"] = sshd
+        _wait_for_log(log, "Server listening", sshd, f"{self.name}: sshd")
+
+    def _start_web(self, *, tcp: bool, opcache: bool) -> int:
+        """Start php-fpm and nginx without waiting; return the FPM log offset to wait from."""
+        self._stop_daemons(["nginx", "fpm"])
+        if tcp:
+            port = self.fpm_tcp.rsplit(":", 1)[1] if self.fpm_tcp else None
+            self.fpm_tcp = f"{self.address}:{port or _free_port(self.address, FPM_TCP_PORT)}"
+        else:
+            self.fpm_tcp = None
+        self.http_port = self.http_port or _free_port(self.address, HTTP_PORT)
+        ini = _write(self._etc / "php.ini", _php_ini(opcache))
+        fpm_conf = _write(self._etc / "php-fpm.conf", _fpm_config(self.fpm_tcp))
+        nginx_conf = _write(self._etc / "nginx.conf", _nginx_config(self))
+        fpm_log = self.root / "log" / "php-fpm.log"
+        offset = fpm_log.stat().st_size if fpm_log.exists() else 0
+        self._daemons["fpm"] = self._enter([PHP_FPM, "-F", "-y", str(fpm_conf), "-c", str(ini)])
+        self._daemons["nginx"] = self._enter(
+            [NGINX, "-p", "/srv/run/nginx/", "-e", "/srv/log/nginx-error.log"]
+            + ["-c", str(nginx_conf)]
+        )
+        return offset
+
+    def _wait_web(self, fpm_log_offset: int) -> None:
+        _wait_for_log(
+            self.root / "log" / "php-fpm.log",
+            "ready to handle connections",
+            self._daemons["fpm"],
+            f"{self.name}: php-fpm",
+            fpm_log_offset,
+        )
+        nginx = self._daemons["nginx"]
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with socket.socket() as sock:
+                sock.settimeout(1)
+                if sock.connect_ex((self.address, self.http_port or 0)) == 0:
+                    return
+            if nginx.poll() is not None or time.monotonic() > deadline:
+                text = (self.root / "log" / "nginx-error.log").read_text(errors="replace")
+                raise RigError(f"{self.name}: nginx did not start:\n{_tail(text)}")
+            time.sleep(0.003)
+
+    def fpm_reload(self) -> None:
+        """``SIGUSR2`` the FPM master (what ``systemctl reload php-fpm`` does, as root).
+
+        Clears OPcache and every worker's realpath cache; the reference a non-root OPcache
+        flush is compared against. Returns once FPM is ready again.
+        """
+        proc = self._daemons.get("fpm")
+        if proc is None or proc.poll() is not None:
+            raise RigError(f"{self.name}: php-fpm is not running")
+        log = self.root / "log" / "php-fpm.log"
+        offset = log.stat().st_size
+        proc.send_signal(signal.SIGUSR2)
+        _wait_for_log(log, "ready to handle connections", proc, f"{self.name}: php-fpm", offset)
+
+    def stop_web(self) -> None:
+        """Stop nginx and php-fpm on this host (sshd keeps running)."""
+        self._stop_daemons(["nginx", "fpm"])
+        self.http_port = None
+        self.fpm_tcp = None
+
+    def _stop_daemons(self, names: Iterable[str], timeout: float = 5.0) -> None:
+        procs = [self._daemons.pop(name) for name in names if name in self._daemons]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _terminate(self) -> list[subprocess.Popen[bytes]]:
+        """First stage of stop: SIGTERM the daemons, return them to be reaped."""
+        procs = list(self._daemons.values())
+        self._daemons.clear()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        return procs
+
+    def _destroy(self) -> None:
+        """Last stage of stop: kill whatever is left in the namespace, then the holder."""
+        if self._ns is not None:
+            for _ in range(3):  # a dying sshd session may fork once more
+                leftover = self.pids()
+                if not leftover:
+                    break
+                for pid in leftover:
+                    _kill(pid)
+                _wait_gone(leftover, 2.0)
+        if self._holder is not None:
+            if self._holder.poll() is None:
+                self._holder.kill()
+            self._holder.wait()
+        self.http_port = None
+        self.fpm_tcp = None
+
+
+# --------------------------------------------------------------------------- the rig
+
+
+class Rig:
+    """A set of web hosts, the deploy user's key, an ssh_config naming them, a common dir."""
+
+    user: str = DEPLOY_USER
+    deploy_path: str = DEPLOY_PATH
+
+    def __init__(self, base: Path, n_hosts: int) -> None:
+        self.base = base
+        self.common = base / "common"
+        self.ssh_config = base / "ssh" / "ssh_config"
+        self.key = base / "ssh" / "id_ed25519"
+        self._authorized_keys = base / "ssh" / "authorized_keys"
+        self._state_file = base / "state.json"
+        self._state: dict[str, list] = {"owner": [os.getpid(), _start_time(os.getpid())]}
+        self._state["procs"] = []
+        self._connections: list[fabric.Connection] = []
+        self._lock = threading.Lock()
+        self._stopped = False
+        subnet = _pick_subnet(n_hosts)
+        self.hosts = [
+            WebHost(self, f"web{k}", f"{subnet}.{k}", base / "hosts" / f"web{k}")
+            for k in range(1, n_hosts + 1)
+        ]
+
+    def __repr__(self) -> str:
+        return f"<Rig {self.base} hosts={[h.name for h in self.hosts]}>"
+
+    def __enter__(self) -> Rig:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def host(self, name: str) -> WebHost:
+        """The host called ``name`` (``"web1"``...)."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(f"no host {name!r} in this rig: {[h.name for h in self.hosts]}")
+
+    # ---- clients
+
+    def fabric_config(self) -> fabric.Config:
+        """Fabric config that resolves ``web1``... through :attr:`ssh_config`, no prompts.
+
+        ``run.in_stream=False`` because under pytest a Fabric ``run`` that mirrors stdin
+        raises; the key is given explicitly and the agent ignored, so a developer's own keys
+        never change what the test sees.
+        """
+        return fabric.Config(
+            overrides={
+                "ssh_config_path": str(self.ssh_config),
+                "run": {"in_stream": False},
+                "connect_kwargs": {
+                    "key_filename": [str(self.key)],
+                    "allow_agent": False,
+                    "look_for_keys": False,
+                },
+                "timeouts": {"connect": 10},
+            }
+        )
+
+    def connection(self, name: str) -> fabric.Connection:
+        """An (unopened) Fabric connection to host ``name``; closed by :meth:`stop`."""
+        self.host(name)
+        conn = fabric.Connection(name, config=self.fabric_config())
+        self._connections.append(conn)
+        return conn
+
+    def env(self, **settings: str | None) -> dict[str, str]:
+        """Environment for ``fab -S rig.ssh_config ...`` run as a subprocess against this rig.
+
+        A copy of ``os.environ`` without the developer's own ``DEPLOY_*`` values and SSH
+        agent, plus ``DEPLOY_PATH``, ``DEPLOY_HOSTS`` (every host), ``DEPLOY_FPM_SOCKET``
+        (only while php-fpm runs on some host) and ``MAGERIG_SSH_CONFIG``. ``settings``
+        override: ``repo="..."`` or ``DEPLOY_REPO="..."`` set ``DEPLOY_REPO``; ``None``
+        removes a key.
+        """
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOY_")}
+        env.pop("SSH_AUTH_SOCK", None)
+        env["DEPLOY_PATH"] = self.deploy_path
+        env["DEPLOY_HOSTS"] = ",".join(h.name for h in self.hosts)
+        if any(h.daemon_pid("fpm") for h in self.hosts):
+            env["DEPLOY_FPM_SOCKET"] = FPM_SOCKET
+        env["MAGERIG_SSH_CONFIG"] = str(self.ssh_config)
+        for key, value in settings.items():
+            name = key if key.isupper() else f"DEPLOY_{key.upper()}"
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = str(value)
+        return env
+
+    def ssh_argv(self, name: str, command: str) -> list[str]:
+        """``ssh -F rig.ssh_config NAME COMMAND`` as an argv (OpenSSH client, not paramiko)."""
+        return ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", name, command]
+
+    # ---- web
+
+    def start_web(
+        self,
+        hosts: Iterable[str | WebHost] | None = None,
+        *,
+        tcp: bool = False,
+        opcache: bool = True,
+    ) -> None:
+        """Start (or restart) php-fpm and nginx on ``hosts`` (default: all).
+
+        ``tcp`` adds an FPM pool listening on ``address:port`` (see ``fpm_tcp``) next to the
+        unix socket; ``opcache=False`` runs FPM without OPcache, for comparison.
+        """
+        chosen = [
+            h if isinstance(h, WebHost) else self.host(h)
+            for h in (self.hosts if hosts is None else hosts)
+        ]
+        pending = [(host, host._start_web(tcp=tcp, opcache=opcache)) for host in chosen]
+        for host, offset in pending:
+            host._wait_web(offset)
+
+    # ---- life cycle
+
+    def _record(self, pid: int) -> None:
+        with self._lock:
+            self._state["procs"].append([pid, _start_time(pid)])
+            tmp = self._state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._state))
+            tmp.replace(self._state_file)
+
+    def stop(self) -> None:
+        """Kill every process of the rig and remove its directory. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for conn in self._connections:
+            with contextlib.suppress(Exception):
+                conn.close()
+        procs = [proc for host in self.hosts for proc in host._terminate()]
+        deadline = time.monotonic() + 5.0
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for host in self.hosts:
+            host._destroy()
+        shutil.rmtree(self.base, ignore_errors=True)
+        _LIVE.discard(self)
+
+
+_LIVE: set[Rig] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Interpreter exit: stop rigs a test forgot (or that a crash left) behind."""
+    for rig in list(_LIVE):
+        with contextlib.suppress(Exception):
+            rig.stop()
+
+
+def _pick_subnet(n_hosts: int) -> str:
+    """A random ``127.X.Y`` for the rig's hosts, preferring one where port 22 is free.
+
+    Two concurrent rigs drawing the same subnet would still work (ports fall back to free
+    ones, see :func:`_free_port`); the probe only keeps the usual ports when it can.
+    """
+    subnet = ""
+    for _ in range(20):
+        subnet = f"127.{random.randint(100, 250)}.{random.randint(1, 254)}"
+        try:
+            for k in range(1, n_hosts + 1):
+                with socket.socket() as sock:
+                    sock.bind((f"{subnet}.{k}", SSH_PORT))
+        except OSError:
+            continue
+        return subnet
+    return subnet
+
+
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[None]:
+    """Serialise user creation and stale-rig reaping between concurrent test runs."""
+    with open(_LOCK_FILE, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _ensure_user() -> pwd.struct_passwd:
+    """Create the deploy user once; unlock it (``UsePAM no`` sshd refuses locked accounts)."""
+    try:
+        entry = pwd.getpwnam(DEPLOY_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/bash", DEPLOY_USER], check=True)
+        entry = pwd.getpwnam(DEPLOY_USER)
+    subprocess.run(["usermod", "-p", "*", DEPLOY_USER], check=True)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    Path("/srv").mkdir(mode=0o755, exist_ok=True)
+    return entry
+
+
+def reap_stale_rigs(parent: Path = RIG_PARENT) -> list[Path]:
+    """Kill the processes and remove the directories of rigs whose test process died.
+
+    Why: a SIGKILLed pytest runs no finaliser. ``--pdeathsig`` already killed the daemons;
+    what is left is the directory and, rarely, a process that outlived them.
+    """
+    removed = []
+    for base in parent.glob(f"{RIG_PREFIX}*"):
+        try:
+            state = json.loads((base / "state.json").read_text())
+        except (OSError, ValueError):
+            if time.time() - base.stat().st_mtime < 600:
+                continue  # being created right now by someone else
+            state = {"owner": [None, None], "procs": []}
+        owner, owner_start = state["owner"]
+        if owner is not None and _start_time(owner) == owner_start:
+            continue
+        for pid, start in state.get("procs", []):
+            if _start_time(pid) == start:
+                ns = _mount_ns(pid)
+                if ns is not None and ns != _mount_ns("self"):
+                    for inner in _pids_in_namespace(ns, exclude=[pid]):
+                        _kill(inner)
+                _kill(pid)
+        shutil.rmtree(base, ignore_errors=True)
+        removed.append(base)
+    return removed
+
+
+def make_rig(n_hosts: int, base: Path | None = None) -> Rig:
+    """Start ``n_hosts`` web hosts (sshd only; see :meth:`Rig.start_web`) and return the rig.
+
+    ``base``: parent directory of the rig directory (default ``/var/tmp``). Every directory
+    above the rig must be traversable by the deploy user, because sshd reads the authorized
+    keys file as that user: pytest's ``tmp_path`` (0700) is not. Create rigs from a thread
+    that outlives them (see ``WebHost._spawn``).
+    """
+    if n_hosts < 1:
+        raise ValueError("a rig needs at least one host")
+    missing = missing_requirements()
+    if missing:
+        raise RigError("cannot build a rig here: " + "; ".join(missing))
+    parent = Path(base) if base is not None else RIG_PARENT
+    with _machine_lock():
+        entry = _ensure_user()
+        reap_stale_rigs(parent)
+    root = Path(tempfile.mkdtemp(prefix=RIG_PREFIX, dir=parent))
+    root.chmod(0o755)
+    rig = Rig(root, n_hosts)
+    _LIVE.add(rig)
+    try:
+        _build(rig, entry)
+    except BaseException:
+        rig.stop()
+        raise
+    return rig
+
+
+def _build(rig: Rig, entry: pwd.struct_passwd) -> None:
+    uid, gid = entry.pw_uid, entry.pw_gid
+    rig._record(os.getpid())
+    ssh = rig.ssh_config.parent
+    ssh.mkdir(mode=0o755)
+    rig.common.mkdir()
+    os.chown(rig.common, uid, gid)
+    rig.common.chmod(0o777)
+    subprocess.run(
+        [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "magerig", "-f", str(rig.key)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    _write(rig._authorized_keys, Path(f"{rig.key}.pub").read_text())
+    readable = subprocess.run(
+        [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+        + ["test", "-r", str(rig._authorized_keys)],
+        check=False,
+    )
+    if readable.returncode != 0:
+        raise RigError(
+            f"{rig._authorized_keys} is not readable by {DEPLOY_USER}: sshd reads it as the "
+            "login user; put the rig under a directory every user can traverse"
+        )
+    blocks = []
+    for host in rig.hosts:
+        blocks.append(
+            f"Host {host.name}\n"
+            f"    HostName {host.address}\n"
+            f"    Port {host.ssh_port}\n"
+            f"    User {DEPLOY_USER}\n"
+            f"    IdentityFile {rig.key}\n"
+            "    IdentitiesOnly yes\n"
+            "    StrictHostKeyChecking no\n"
+            "    UserKnownHostsFile /dev/null\n"
+            "    LogLevel ERROR\n"
+            "    ConnectTimeout 10\n"
+        )
+    _write(rig.ssh_config, "\n".join(blocks))
+    for host in rig.hosts:
+        host._prepare(uid, gid)
+    for host in rig.hosts:
+        host._start()

@@ -1,0 +1,326 @@
+"""Tests of the test rig itself: if these fail, no deploy test result can be trusted.
+
+They check the properties the deploy tests rely on: hosts reached by name over SSH as the
+deploy user, one filesystem per host under the same paths, a directory shared by all,
+nginx + php-fpm serving the ``current`` release with production OPcache (and so the stale
+realpath behaviour that deploys must handle), and a cleanup that leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import conftest
+import pytest
+from load import HttpLoad, Sample, classify
+from rig import (
+    RIG_PREFIX,
+    Rig,
+    WebHost,
+    make_rig,
+    reap_stale_rigs,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _release(host: WebHost, number: int, label: str, *, switch: bool = True) -> None:
+    """A tiny release: pub/index.php printing ``label=...``, a static file, ``current``."""
+    release = f"/srv/shop/releases/{number}"
+    script = f"""
+        mkdir -p {release}/pub/static/frontend
+        printf '%s\\n' '<?php' 'echo "label={label}\\n";' > {release}/pub/index.php
+        echo 'body {{}}' > {release}/pub/static/frontend/styles.css
+    """
+    if switch:
+        script += f"ln -sfn {release} /srv/shop/current.tmp && mv -T /srv/shop/current.tmp "
+        script += "/srv/shop/current\n"
+    host.sh(textwrap.dedent(script), user="deployer")
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status, resp.read().decode()
+
+
+# --------------------------------------------------------------------------- SSH
+
+
+def test_three_hosts_answer_over_fabric_and_openssh_as_deployer(rig3: Rig) -> None:
+    addresses = set()
+    for host in rig3.hosts:
+        conn = rig3.connection(host.name)
+        result = conn.run("whoami; pwd; echo $HOME", hide=True, in_stream=False)
+        assert result.stdout.split() == ["deployer", "/home/deployer", "/home/deployer"]
+        conn.put(io.StringIO("via sftp\n"), "/srv/shop/uploaded")
+        assert host.inside("/srv/shop/uploaded").read_text() == "via sftp\n"
+        addresses.add(host.address)
+    assert len(addresses) == 3
+    assert len({a.rsplit(".", 1)[0] for a in addresses}) == 1  # one /24 per rig
+
+    openssh = subprocess.run(
+        rig3.ssh_argv("web3", "whoami"), capture_output=True, text=True, timeout=20
+    )
+    assert (openssh.returncode, openssh.stdout) == (0, "deployer\n"), openssh.stderr
+
+
+def test_fab_cli_reaches_hosts_through_the_ssh_config(rig3: Rig) -> None:
+    env = rig3.env(repo="/nowhere")
+    assert env["DEPLOY_PATH"] == "/srv/shop"
+    assert env["DEPLOY_HOSTS"] == "web1,web2,web3"
+    assert env["DEPLOY_REPO"] == "/nowhere"
+    assert "DEPLOY_FPM_SOCKET" not in env  # no FPM running on this rig
+    fab = Path(sys.executable).with_name("fab")
+    proc = subprocess.run(
+        [str(fab), "-S", str(rig3.ssh_config), "-H", "web1,web3", "--", "whoami"],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["deployer", "deployer"]
+
+
+def test_each_host_has_its_own_srv_and_all_share_common(rig3: Rig) -> None:
+    web1, web2, web3 = (rig3.connection(h.name) for h in rig3.hosts)
+    web1.run("echo one > /srv/shop/x", in_stream=False)
+    assert web2.run("test -e /srv/shop/x", warn=True, in_stream=False).failed
+    assert rig3.host("web1").inside("/srv/shop/x").read_text() == "one\n"
+    assert not rig3.host("web2").inside("/srv/shop/x").exists()
+    assert not Path("/srv/shop/x").exists()  # nothing leaked into the machine's /srv
+    owner = web3.run("stat -c %U /srv/shop", hide=True, in_stream=False).stdout.strip()
+    assert owner == "deployer"
+
+    web1.run(f"echo shared > {rig3.common}/db.txt", in_stream=False)
+    seen = web3.run(f"cat {rig3.common}/db.txt", hide=True, in_stream=False).stdout
+    assert seen == "shared\n"
+    assert (rig3.common / "db.txt").read_text() == "shared\n"
+
+
+# --------------------------------------------------------------------------- web
+
+
+def test_nginx_and_fpm_serve_each_hosts_current_release_with_opcache(web_rig3: Rig) -> None:
+    for host in web_rig3.hosts:
+        _release(host, 1, f"r1-{host.name}")
+    for host in web_rig3.hosts:
+        assert _get(host.url("/some/category.html")) == (200, f"label=r1-{host.name}\n")
+        status, css = _get(host.url("/static/version1700000000/frontend/styles.css"))
+        assert (status, css) == (200, "body {}\n")
+
+    web1 = web_rig3.host("web1")
+    probe = "/srv/shop/current/pub/probe.php"
+    web1.sh(
+        f"""cat > {probe} <<'PHP'
+<?php
+$s = opcache_get_status(false);
+echo json_encode([
+    'enabled' => $s['opcache_enabled'],
+    'validate' => ini_get('opcache.validate_timestamps'),
+    'user' => posix_getpwuid(posix_geteuid())['name'],
+]);
+PHP""",
+        user="deployer",
+    )
+    status, body = web1.fastcgi(probe)
+    assert status == 200, body
+    assert json.loads(body) == {"enabled": True, "validate": "0", "user": "deployer"}
+    assert json.loads(_get(web1.url("/probe.php"))[1])["enabled"] is True
+
+    # validate_timestamps=0: an edited file keeps being served from OPcache until a reset.
+    _release(web1, 1, "edited", switch=False)
+    assert _get(web1.url())[1] == "label=r1-web1\n"
+    web1.fpm_reload()
+    assert _get(web1.url())[1] == "label=edited\n"
+
+
+def test_deployer_reaches_the_fpm_socket_and_the_tcp_pool(rig1: Rig) -> None:
+    rig1.start_web(tcp=True)
+    host = rig1.hosts[0]
+    assert rig1.env()["DEPLOY_FPM_SOCKET"] == "/srv/run/php-fpm.sock"
+    conn = rig1.connection("web1")
+    php = (
+        'php -r \'$s = stream_socket_client("unix:///srv/run/php-fpm.sock", $no, $err, 2);'
+        ' echo $s ? "connected" : $err;\''
+    )
+    assert conn.run(php, hide=True, in_stream=False).stdout == "connected"
+    mode = conn.run("stat -c '%A %U' /srv/run/php-fpm.sock", hide=True, in_stream=False)
+    assert mode.stdout.split() == ["srw-rw----", "deployer"]
+
+    assert host.fpm_tcp and host.fpm_tcp.startswith(host.address + ":")
+    host.sh("mkdir -p /srv/shop/t && echo '<?php echo php_sapi_name();' > /srv/shop/t/s.php")
+    assert host.fastcgi("/srv/shop/t/s.php", tcp=True) == (200, "fpm-fcgi")
+
+
+def test_switching_current_leaves_fpm_serving_the_old_release(web_rig1: Rig) -> None:
+    """The rig reproduces the stale-release bug deploys must fix ($document_root + realpath
+    cache), and an ``opcache_reset()`` run inside the pool cures it."""
+    host = web_rig1.hosts[0]
+    _release(host, 1, "old")
+    with HttpLoad.on_rig(web_rig1, threads_per_host=4, pause=0.002) as load:
+        load.wait_ok()
+        time.sleep(0.2)  # let every worker cache the realpath of release 1
+        _release(host, 2, "new")
+        switched = time.time()
+        time.sleep(0.5)
+        stale = load.stale_after(switched, "old")
+        host.sh("echo '<?php opcache_reset();' > /srv/shop/reset.php", user="deployer")
+        assert host.fastcgi("/srv/shop/reset.php")[0] == 200
+        flushed = time.time()
+        time.sleep(0.3)
+    assert load.failed() == [], load.summary()
+    assert stale, f"expected stale responses after the switch\n{load.summary()}"
+    assert load.labels() == {"web1": ["old", "new"]}
+    assert load.stale_after(flushed + 0.05, "old") == [], load.summary()
+
+
+# --------------------------------------------------------------------------- cleanup
+
+
+def test_stop_leaves_no_process_no_port_and_no_directory() -> None:
+    conftest.require_real_hosts(web=True)
+    rig = make_rig(2)
+    try:
+        rig.start_web(["web2"], tcp=True)
+        # A process detached from its SSH session must be killed too.
+        rig.connection("web1").run("nohup sleep 300 >/dev/null 2>&1 &", in_stream=False)
+        web2 = rig.host("web2")
+        pids = [pid for host in rig.hosts for pid in host.pids()]
+        pids += [host._holder.pid for host in rig.hosts if host._holder]
+        listening = [(h.address, h.ssh_port) for h in rig.hosts]
+        listening += [(web2.address, web2.http_port or 0)]
+        assert len(pids) >= 2 + 2 + 1 + 8 + 3  # holders, sshds, sleep, fpm, nginx
+    finally:
+        rig.stop()
+    rig.stop()  # idempotent
+    assert [pid for pid in pids if _alive(pid)] == []
+    assert not rig.base.exists()
+    for address in listening:
+        with socket.socket() as sock:
+            assert sock.connect_ex(address) != 0, address
+
+
+def test_rig_of_a_killed_test_process_dies_with_it_and_is_reaped() -> None:
+    conftest.require_real_hosts()
+    child = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(HERE)!r})
+        from rig import make_rig
+        rig = make_rig(1)
+        print(rig.base, rig.hosts[0].daemon_pid("sshd"), rig.hosts[0]._holder.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    base, *pids = proc.stdout.split()
+    deadline = time.monotonic() + 5
+    while any(_alive(int(pid)) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(_alive(int(pid)) for pid in pids)
+    assert Path(base).name.startswith(RIG_PREFIX)
+    reap_stale_rigs(Path(base).parent)  # a concurrent test run may have reaped it already
+    assert not Path(base).exists()
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _sample(t: float, host: str, status: int, label: str | None, body: str = "") -> Sample:
+    return Sample(t, t + 0.01, host, status, label, body, classify(status, body))
+
+
+def test_load_classifies_and_queries_responses() -> None:
+    load = HttpLoad({"web1": "http://127.0.0.1:9/", "web2": "http://localhost:9/"})
+    load._samples = [
+        _sample(1.0, "web1", 200, "v1"),
+        _sample(2.0, "web1", 503, None, "<h1>Service Temporarily Unavailable</h1>"),
+        _sample(2.5, "web2", 503, None, "Backend fetch failed"),
+        _sample(3.0, "web1", 0, None),
+        _sample(4.0, "web2", 200, "v1"),
+        _sample(5.0, "web1", 200, "v2"),
+        _sample(6.0, "web2", 404, None, "Not Found"),
+    ]
+    assert [s.t_start for s in load.maintenance()] == [2.0]
+    assert [s.t_start for s in load.failed()] == [2.5, 3.0, 6.0]
+    assert load.labels() == {"web1": ["v1", "v2"], "web2": ["v1"]}
+    assert load.window("maintenance") == (2.0, 2.01)
+    assert load.window(label="v1") == (1.0, 4.01)
+    assert load.window("ok", host="web2") == (4.0, 4.01)
+    assert [s.t_start for s in load.stale_after(3.5, "v1")] == [4.0]
+    assert load.stale_after(4.5, {"v1", "v0"}) == []
+    assert "web1: 4 requests" in load.summary()
+
+
+def test_load_refuses_anything_but_loopback() -> None:
+    for url in ("http://10.0.0.1/", "http://192.168.1.1/", "https://127.0.0.1/", "http://x.y/"):
+        with pytest.raises(ValueError):
+            HttpLoad({"web1": url})
+
+
+def test_load_stops_by_itself(web_rig1: Rig) -> None:
+    _release(web_rig1.hosts[0], 1, "v")
+    load = HttpLoad.on_rig(web_rig1, max_seconds=0.3).start()
+    load.wait_ok()
+    deadline = time.monotonic() + 5
+    while load.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not load.running
+    assert load.failed() == [], load.summary()
+    assert load.labels() == {"web1": ["v"]}
+
+
+# --------------------------------------------------------------------------- CI rule
+
+
+def test_missing_tools_skip_locally_and_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(conftest, "missing_requirements", lambda web=False: ["nginx missing"])
+    monkeypatch.setattr(conftest, "_IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="nginx missing"):
+        conftest.require_real_hosts(web=True)
+    monkeypatch.setattr(conftest, "_IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="CI=true: refusing to skip"):
+        conftest.require_real_hosts(web=True)
+
+
+def test_ci_run_where_everything_skipped_fails(tmp_path: Path) -> None:
+    for name in ("conftest.py", "rig.py"):
+        (tmp_path / name).write_text((HERE / name).read_text())
+    (tmp_path / "test_x.py").write_text("import pytest\ndef test_a():\n    pytest.skip('no')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    runs = {}
+    for ci in ("", "true"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+            env={**env, "CI": ci},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        runs[ci] = (proc.returncode, proc.stdout)
+    assert runs[""][0] == 0, runs[""][1]
+    assert runs["true"][0] == 1, runs["true"][1]
+    assert "no test passed" in runs["true"][1]
