@@ -76,6 +76,30 @@ def interrupts_as_exceptions() -> Iterator[None]:
 
 
 @contextmanager
+def interrupts_deferred(what: str) -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM until the block is done: a database upgrade or a switch that
+    stops half-way is worse than one that finishes a second later."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        say(f"signal {signum} received: {what} first, then stopping")
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]} (after {what})")
+
+
+@contextmanager
 def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "") -> Iterator[None]:
     """Hold ``deploy.lock`` on every host, or on none: a refusal releases what we took."""
     info = lock.lock_info(action, rel)
@@ -306,31 +330,39 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
                     verdict = magento.db_status(d.primary, settings, rel)
             except BaseException as exc:
                 abandon(hosts, settings, d.record, str(exc))
-                if isinstance(exc, (DeployError, KeyboardInterrupt)):
+                if isinstance(exc, (DeployError, magento.MagentoError, KeyboardInterrupt)):
                     raise
                 raise DeployError(f"{exc}\nnothing was switched; release {rel} removed") from exc
             d.record.db_status = verdict.line()
             say(f"{'':9}{d.primary.name:<12} {verdict.line()}")
-            if verdict.pending:
-                d.summary.path = "maintenance"
-                d.upgrade_database()
-            else:
-                d.summary.path = "zero-downtime"
-            # Maintenance the operator had on stays on: the new release gets the flag too.
-            on_all([h for h in hosts if h.name in d.operator_maintenance],
-                   lambda h: magento.maintenance_on(h, settings, d.releases_of(h)))
-            try:
-                switched = switch_all(hosts, settings, rel, d.live, d.timeline)
-            except DeployError as exc:
-                if verdict.pending:
-                    raise DeployError(f"{exc}\nthe database WAS upgraded: maintenance stays on "
-                                      "until the release is switched") from exc
-                abandon(hosts, settings, d.record, str(exc))
-                raise
-            first = min(switched.values())
-            d.summary.switch_offsets = {h: t - first for h, t in switched.items()}
-            d.finish()
+            with interrupts_deferred("finishing the database work and the switch"):
+                go_live(d, verdict.pending)
     return d.summary
+
+
+def go_live(d: Deploy, pending: bool) -> None:
+    """Phases 3 to 5; runs to the end even if Ctrl-C comes (see interrupts_deferred)."""
+    hosts, settings, rel = d.hosts, d.settings, d.release
+    assert d.record is not None
+    if pending:
+        d.summary.path = "maintenance"
+        d.upgrade_database()
+    else:
+        d.summary.path = "zero-downtime"
+    # Maintenance the operator had on stays on: the new release gets the flag too.
+    on_all([h for h in hosts if h.name in d.operator_maintenance],
+           lambda h: magento.maintenance_on(h, settings, d.releases_of(h)))
+    try:
+        switched = switch_all(hosts, settings, rel, d.live, d.timeline)
+    except DeployError as exc:
+        if pending:
+            raise DeployError(f"{exc}\nthe database WAS upgraded: maintenance stays on "
+                              "until the release is switched") from exc
+        abandon(hosts, settings, d.record, str(exc))
+        raise
+    first = min(switched.values())
+    d.summary.switch_offsets = {h: t - first for h, t in switched.items()}
+    d.finish()
 
 
 def mark(host: Host, settings: Settings, rel: str, status: str) -> None:
