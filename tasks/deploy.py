@@ -255,8 +255,9 @@ class Deploy:
                 summary.warnings.append(f"OPcache flush failed on {name}: {reports}")
                 continue
             for rep in reports:
-                summary.notes.append(f"opcache {rep.line()}")
-                if rep.warning:
+                if not rep.warning:
+                    summary.notes.append(f"[{rep.host}] {rep.line()}")
+                else:
                     summary.warnings.append(f"{name}: {rep.warning}")
         with self.timeline.timed(self.primary.name, "cache:flush"):
             magento.cache_flush(self.primary, s, self.release)

@@ -29,13 +29,18 @@ when the command did not confirm the removal. See docs/opcache.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .hosts import Host, StepFailed, q, say
+from .hosts import Host, StepFailed, q
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from invoke.runners import Result
 
 STRATEGIES = ("fcgi", "url", "command", "none")
 
@@ -72,14 +77,16 @@ $r = ['magic' => 'opcache-flush/1', 'pid' => getmypid(), 'sapi' => PHP_SAPI,
 if ($r['loaded']) {
     $s = @opcache_get_status(false);
     $r['warning'] = error_get_last()['message'] ?? '';
-    $r['enabled'] = is_array($s) && !empty($s['opcache_enabled']);
+    // While a restart is pending OPcache is off (opcache_enabled false) until no worker
+    // is in a request: that is a reset under way, not a pool without OPcache.
+    $r['pending'] = is_array($s)
+        && (!empty($s['restart_pending']) || !empty($s['restart_in_progress']));
+    $r['enabled'] = is_array($s) && (!empty($s['opcache_enabled']) || $r['pending']);
     if ($r['enabled']) {
         $r['scripts'] = $s['opcache_statistics']['num_cached_scripts'] ?? null;
         $r['free'] = $s['memory_usage']['free_memory'] ?? null;
-        $r['used'] = $s['memory_usage']['used_memory'] ?? null;
-        $r['restart_pending'] = !empty($s['restart_pending']) || !empty($s['restart_in_progress']);
         if (($_GET['op'] ?? '') === 'reset') {
-            $r['reset'] = @opcache_reset();
+            $r['reset'] = $r['pending'] || @opcache_reset();
             $r['warning'] = error_get_last()['message'] ?? '';
         }
     }
@@ -107,9 +114,16 @@ function read_exactly($s, int $n): ?string {
 
 function connect(string $address, array $ssl = []) {
     $ctx = stream_context_create(['ssl' => $ssl]);
-    $s = @stream_socket_client($address, $errno, $errstr, TIMEOUT, STREAM_CLIENT_CONNECT, $ctx);
+    $why = [];  // every warning: a TLS failure says why before "Unable to connect"
+    set_error_handler(function (int $no, string $msg) use (&$why): bool {
+        $why[] = $msg;
+        return true;
+    });
+    $s = stream_socket_client($address, $errno, $errstr, TIMEOUT, STREAM_CLIENT_CONNECT, $ctx);
+    restore_error_handler();
     if (!$s) {
-        $why = $errstr ?: (error_get_last()['message'] ?? "error $errno");
+        if ($errstr && !str_contains(implode(' ', $why), $errstr)) $why[] = $errstr;
+        $why = implode('; ', $why) ?: "error $errno";
         return ['error' => "cannot connect to $address: $why"];
     }
     stream_set_timeout($s, TIMEOUT);
@@ -127,6 +141,7 @@ function fcgi_length(int $n): string {
 function split_cgi(string $raw, array $r): array {
     [$head, $body] = array_pad(explode("\r\n\r\n", $raw, 2), 2, '');
     $r['status'] = preg_match('/^Status:\s*(\d{3})/mi', $head, $m) ? (int) $m[1] : 200;
+    if ($raw === '') $r['status'] = null;  // no answer at all
     $r['body'] = $body;
     return $r;
 }
@@ -180,7 +195,8 @@ function http(array $job, string $op): array {
         . "X-Opcache-Token: {$job['token']}\r\nUser-Agent: fabric-magento-deploy\r\n"
         . "Connection: close\r\n\r\n");
     $raw = (string) stream_get_contents($s);
-    $r = ['end' => true, 'timed_out' => stream_get_meta_data($s)['timed_out'], 'stderr' => ''];
+    $timed_out = stream_get_meta_data($s)['timed_out'];
+    $r = ['end' => !$timed_out, 'timed_out' => $timed_out, 'stderr' => ''];
     fclose($s);
     [$head, $body] = array_pad(explode("\r\n\r\n", $raw, 2), 2, '');
     $r['status'] = preg_match('#^HTTP/\S+\s+(\d{3})#', $head, $m) ? (int) $m[1] : 0;
@@ -220,7 +236,7 @@ try {
     }
     foreach (isset($out['write_error']) ? [] : $job['ops'] as $op) {
         $r = ask($job, $op);
-        for ($i = 0; $op === 'status' && $i < 30 && !empty($r['json']['restart_pending']); $i++) {
+        for ($i = 0; $op === 'status' && $i < 30 && !empty($r['json']['pending']); $i++) {
             usleep(100000);
             $r = ask($job, $op);
         }
@@ -238,7 +254,7 @@ try {
 
 @dataclass(frozen=True)
 class FlushReport:
-    """What one flush did on one host and one FPM pool (socket) or URL or command."""
+    """What one flush did on one host for one FPM pool (socket), URL or command."""
 
     host: str
     strategy: str  # 'fcgi' | 'url' | 'command' | 'none'
@@ -249,32 +265,31 @@ class FlushReport:
     warning: str = ""
 
     def line(self) -> str:
-        """One human line for the deploy summary and ``fab flush-opcache``."""
+        """One human line for summaries and ``fab flush-opcache`` (callers add ``[host]``)."""
         if self.strategy == "none":
-            return f"[{self.host}] {self.warning}"
-        via = f"OPcache reset via {self.strategy} {self.target}"
-        if self.scripts_before is None:
-            counts = "counts unknown"
-        else:
-            after = "?" if self.scripts_after is None else self.scripts_after
-            counts = f"{self.scripts_before} -> {after} cached scripts"
-            if self.memory_freed is not None:
-                counts += f", {_size(self.memory_freed)} freed"
-        tail = f" ({self.warning})" if self.warning else ""
-        return f"[{self.host}] {via}: {counts}{tail}"
+            return "OPcache not flushed"
+        if self.strategy == "command":
+            return f"OPcache flushed by command: {self.target}"
+        after = "?" if self.scripts_after is None else self.scripts_after
+        text = f"OPcache reset via {self.strategy} {self.target}: "
+        text += f"{self.scripts_before} -> {after} cached scripts"
+        if self.memory_freed is not None:
+            text += f", {_size(self.memory_freed)} freed"
+        return text
 
 
 class OpcacheError(RuntimeError):
-    """A flush (or its preflight) failed; the message names host, strategy, target and the answer."""
+    """A flush or its preflight failed: host, strategy, socket/URL/command, and the answer."""
 
     def __init__(self, host: str, strategy: str, target: str, problem: str, answer: str = ""):
         self.host, self.strategy, self.target = host, strategy, target
         self.problem, self.answer = problem, answer
+        self.reports: list[FlushReport] = []  # pools reset before another one failed
         where = f" {target}" if target else ""
         text = f"[{host}] OPcache flush ({strategy}{where}): {problem}"
-        if answer:
-            text += "\n" + "".join(f"  | {line}\n" for line in answer.strip().splitlines()[-12:])
-        super().__init__(text.rstrip("\n"))
+        if answer.strip():
+            text += "\n" + "\n".join(f"  | {line}" for line in answer.strip().splitlines()[-12:])
+        super().__init__(text)
 
 
 def _size(n: int) -> str:
@@ -285,45 +300,45 @@ def _size(n: int) -> str:
 
 
 def choose(host: Host, settings: Settings, *, probe: bool = True) -> str:
-    """Resolve ``DEPLOY_OPCACHE`` for ``host`` before the switch, so errors come first.
+    """Resolve ``DEPLOY_OPCACHE`` for ``host``; call it before the switch, errors come first.
 
     ``auto`` means ``fcgi`` when ``DEPLOY_FPM_SOCKET`` is set or exactly one FPM socket
-    exists in the usual places, ``none`` (with a warning) when there is none; several
-    sockets are an error, since resetting the wrong PHP version's pool would leave the
-    shop's stale. With ``probe`` (default), ``fcgi`` and ``url`` make one status-only
-    request through the same path the flush will take, so a missing socket, socket
-    permissions, PrivateTmp, open_basedir, limit_extensions or a pool without OPcache
-    stop the deploy while nothing has changed yet.
+    exists in the usual places (:data:`SOCKET_GLOBS`), ``none`` when there is none (the
+    flush report then carries the warning). Several sockets are an error: resetting
+    another PHP version's pool would leave the shop's stale. With ``probe`` (default),
+    ``fcgi`` and ``url`` make one status-only request the way the flush will, so a
+    missing socket, socket permissions, PrivateTmp, open_basedir, limit_extensions or a
+    pool without OPcache stop the deploy while nothing has changed yet.
     """
-    strategy = settings.opcache
-    if strategy == "auto":
-        strategy = "fcgi" if _sockets(host, settings, "auto") else "none"
-        if strategy == "none":
-            say(f"[{host.name}] WARNING: {_none_warning(settings)}")
+    strategy, sockets = settings.opcache, settings.fpm_sockets
+    if strategy in ("auto", "fcgi"):
+        sockets = _sockets(host, settings, strategy)
+        strategy = "fcgi" if sockets else "none"
     if strategy not in STRATEGIES:
         raise OpcacheError(host.name, strategy, "", f"unknown strategy, use one of {STRATEGIES}")
     if probe and strategy == "fcgi":
-        for sock in _sockets(host, settings, strategy):
+        for sock in sockets:
             _request(host, settings, "fcgi", sock, ("status",))
-    if probe and strategy == "url":
+    # Before the first release there is no live pub/ to probe through; the flush will have one.
+    if probe and strategy == "url" and host.test(f"test -d {q(settings.current + '/pub')}"):
         _request(host, settings, "url", settings.opcache_url, ("status",))
     return strategy
 
 
 def flush(host: Host, settings: Settings, strategy: str) -> list[FlushReport]:
-    """Reset OPcache of every PHP-FPM pool serving ``host``; one report per pool/socket.
+    """Reset OPcache of the PHP-FPM pool(s) serving ``host``; one report per pool/socket.
 
-    Call it right after the switch, with the strategy :func:`choose` returned. Every
-    pool is tried even if one fails; then :class:`OpcacheError` names each failure
-    (``.reports`` holds the pools that were reset).
+    Call it right after the switch with the strategy :func:`choose` returned. Every
+    pool is tried even when one fails; the :class:`OpcacheError` raised then names each
+    failure, and its ``reports`` hold the pools that were reset.
     """
     if strategy == "none":
         return [FlushReport(host.name, "none", "", None, None, None, _none_warning(settings))]
     if strategy == "command":
         return [_run_command(host, settings)]
     if strategy == "url":
-        return [_report(host, "url", settings.opcache_url,
-                        _request(host, settings, "url", settings.opcache_url))]
+        url = settings.opcache_url
+        return [_report(host, "url", url, _request(host, settings, "url", url))]
     if strategy != "fcgi":
         raise OpcacheError(host.name, strategy, "", f"unknown strategy, use one of {STRATEGIES}")
     reports, errors = [], []
@@ -335,14 +350,14 @@ def flush(host: Host, settings: Settings, strategy: str) -> list[FlushReport]:
     if errors:
         error = errors[0] if len(errors) == 1 else OpcacheError(
             host.name, "fcgi", "", f"{len(errors)} pools failed", "\n".join(map(str, errors)))
-        error.reports = reports  # type: ignore[attr-defined]
+        error.reports = reports
         raise error
     return reports
 
 
 def _none_warning(settings: Settings) -> str:
     if settings.opcache == "auto":
-        return NOT_FLUSHED.format("auto, no PHP-FPM socket found; set DEPLOY_FPM_SOCKET")
+        return NOT_FLUSHED.format("auto found no PHP-FPM socket; set DEPLOY_FPM_SOCKET")
     return NOT_FLUSHED.format(settings.opcache)
 
 
@@ -354,7 +369,7 @@ def discover_sockets(host: Host) -> list[str]:
 
 
 def _sockets(host: Host, settings: Settings, strategy: str) -> tuple[str, ...]:
-    """``DEPLOY_FPM_SOCKET``, else the one socket found (several found is an error)."""
+    """``DEPLOY_FPM_SOCKET``, else the one socket found; several found is an error."""
     if settings.fpm_sockets:
         return settings.fpm_sockets
     found = discover_sockets(host)
@@ -364,9 +379,8 @@ def _sockets(host: Host, settings: Settings, strategy: str) -> tuple[str, ...]:
             f"several PHP-FPM sockets found: {', '.join(found)}; set DEPLOY_FPM_SOCKET to the "
             "pool(s) serving the shop (separate several with spaces)")
     if not found and strategy == "fcgi":
-        raise OpcacheError(
-            host.name, strategy, "",
-            f"no PHP-FPM socket found in {' '.join(SOCKET_GLOBS)}; set DEPLOY_FPM_SOCKET")
+        raise OpcacheError(host.name, strategy, "",
+                           f"no PHP-FPM socket in {' '.join(SOCKET_GLOBS)}; set DEPLOY_FPM_SOCKET")
     return tuple(found)
 
 
@@ -429,19 +443,23 @@ def _request(host: Host, settings: Settings, mode: str, target: str,
         raise OpcacheError(host.name, mode, target, "could not run the PHP client",
                            exc.output) from exc
     finally:
-        if not removed:
-            host.run(job["cleanup"], step="remove OPcache script", warn=True, echo=False)
+        if not removed:  # best effort: with SSH gone this fails too, keep the first error
+            with contextlib.suppress(StepFailed):
+                host.run(job["cleanup"], step="remove OPcache script", warn=True, echo=False)
 
 
-def _client_output(host: Host, mode: str, target: str, settings: Settings, result) -> dict:
+def _client_output(host: Host, mode: str, target: str, settings: Settings,
+                   result: Result) -> dict:
+    """The client's JSON line; anything else means PHP itself did not run."""
     lines = result.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        pass
+    if lines:
+        try:
+            return json.loads(lines[-1])
+        except ValueError:
+            pass
     raise OpcacheError(
         host.name, mode, target,
-        f"the PHP client did not run (`{settings.php}` exit {result.exited}; DEPLOY_PHP must "
+        f"the PHP client did not run (`{settings.php}`, exit {result.exited}; DEPLOY_PHP must "
         "be the PHP CLI on the web host)", result.stdout + result.stderr)
 
 
@@ -450,7 +468,7 @@ def _check(host: Host, mode: str, target: str, job: dict, out: dict) -> list[dic
     if "write_error" in out:
         raise OpcacheError(host.name, mode, target,
                            f"cannot write the one-time script {job['file']}", out["write_error"])
-    responses = out["responses"]
+    responses = out.get("responses", [])
     for response in responses:
         problem = _diagnose(response, job)
         if problem:
@@ -460,72 +478,78 @@ def _check(host: Host, mode: str, target: str, job: dict, out: dict) -> list[dic
 
 def _diagnose(r: dict, job: dict) -> str:
     """Why a response is not a successful run of our script ('' when it is)."""
-    data = r.get("json") if isinstance(r.get("json"), dict) else {}
+    data = r["json"] if isinstance(r.get("json"), dict) else {}
     text = f"{r.get('stderr', '')}\n{r.get('body', '')}"
-    fpm = job["mode"] == "fcgi"
+    server = "PHP-FPM" if job["mode"] == "fcgi" else "the web server"
     if "error" in r:
-        return _connect_problem(r["error"], fpm)
+        return _connect_problem(r["error"], job["mode"])
     if data.get("magic") == "opcache-flush/1":
         if not data.get("loaded"):
-            return "OPcache is not loaded in this PHP-FPM pool (zend_extension=opcache missing)"
+            return "OPcache is not loaded in this PHP-FPM pool (no zend_extension=opcache)"
+        if "restrict_api" in data.get("warning", ""):
+            return (f"opcache.restrict_api={data.get('restrict_api')!r} of the pool does not "
+                    f"allow {job['file']}: set it to a prefix of DEPLOY_PATH")
         if not data.get("enabled"):
-            why = data.get("warning") or f"opcache.enable={data.get('enable')!r}"
-            return f"OPcache is disabled in this pool ({why})"
+            return f"OPcache is disabled in this pool (opcache.enable={data.get('enable')!r})"
         if r["op"] == "reset" and data.get("reset") is not True:
-            why = data.get("warning") or "check opcache.restrict_api"
-            return f"opcache_reset() did not reset ({why})"
+            return f"opcache_reset() did not reset ({data.get('warning') or 'restrict_api?'})"
         return ""
     if r.get("status") == 403 and '"forbidden"' in r.get("body", ""):
         return "the one-time script refused the token (403)"
-    if "Primary script unknown" in text or "File not found." in text:
-        return (f"{'PHP-FPM' if fpm else 'the web server'} cannot see {job['file']} "
-                "(chroot, PrivateTmp/another mount namespace, a file the pool user cannot "
-                "read, or a URL that does not map to the live release's pub/)")
     if "security.limit_extensions" in text:
-        return "PHP-FPM refuses to execute .php files here (see security.limit_extensions)"
+        return "PHP-FPM refuses to run .php files of this pool (see security.limit_extensions)"
     if "open_basedir" in text:
-        return f"open_basedir of the pool does not include {job['file']}"
+        return f"the pool's open_basedir does not include {job['file']}"
+    if any(s in text for s in ("Primary script unknown", "File not found.", "No input file")):
+        return (f"{server} cannot see {job['file']}: chroot, PrivateTmp or another mount "
+                "namespace, a file the pool user cannot read"
+                + ("" if job["mode"] == "fcgi" else ", or a URL not mapped to the live pub/"))
     if not r.get("end"):
-        why = "timed out" if r.get("timed_out") else "closed the connection"
-        return f"{'PHP-FPM' if fpm else 'the web server'} {why} without an answer" + (
-            " (listen.allowed_clients?)" if fpm else "")
-    if not fpm and r.get("status") in (403, 404):
+        if r.get("timed_out"):
+            return f"{server} did not answer within {TIMEOUT} s (pool busy or hanging?)"
+        return f"{server} closed the connection without an answer" + (
+            " (listen.allowed_clients?)" if job["mode"] == "fcgi" else "")
+    if job["mode"] == "url" and r.get("status") in (403, 404):
         return (f"the web server answered {r['status']} without running the script: it must "
-                "execute /opcache-reset-<hex>.php in pub/ (see docs/opcache.md)")
+                "pass /opcache-reset-<hex>.php in pub/ to PHP (see docs/opcache.md)")
     return f"unexpected answer (status {r.get('status')}) instead of the reset report"
 
 
-def _connect_problem(error: str, fpm: bool) -> str:
+def _connect_problem(error: str, mode: str) -> str:
+    if "certificate" in error.lower() or "SSL" in error:
+        return ("TLS refused: the web server's certificate must be valid for the URL's host "
+                "name (private CA: DEPLOY_PHP='php -d openssl.cafile=/path/to/ca.pem')")
     if "Permission denied" in error:
-        return (f"{error}: the deploy user may not write to the socket; add it to the socket's "
-                "group and set listen.mode = 0660 in the pool")
+        return ("permission denied on the socket: put the deploy user in the socket's group "
+                "(listen.group) and set listen.mode = 0660 in the pool")
     if "No such file" in error:
-        return f"{error}: no socket there; is PHP-FPM running, and is this its `listen` path?"
-    return error + (" (is PHP-FPM listening there?)" if fpm else "")
+        return "no such socket: is PHP-FPM running, and is this its `listen` path?"
+    if mode == "fcgi":
+        return "cannot connect: is PHP-FPM listening there?"
+    return "cannot connect to the web server on this host"
 
 
 def _answer(r: dict) -> str:
     """What FPM / the web server answered, shortened for the error message."""
     if "error" in r:
         return r["error"]
-    parts = [f"status {r.get('status')}"]
-    if r.get("stderr", "").strip():
-        parts.append("stderr: " + r["stderr"].strip()[:500])
-    if r.get("body", "").strip():
-        parts.append("body: " + r["body"].strip()[:500])
+    parts = [f"status {r['status']}" if r.get("status") else "no answer"]
+    for key in ("stderr", "body"):
+        if r.get(key, "").strip():
+            parts.append(f"{key}: {r[key].strip()[:500]}")
     return "\n".join(parts)
 
 
 def _report(host: Host, strategy: str, target: str, responses: list[dict]) -> FlushReport:
-    """Scripts and free memory before (reset request) and after (status request)."""
+    """Scripts and free memory before (reset request) and after (next status request)."""
     before = responses[0]["json"]
     after = responses[1]["json"] if len(responses) > 1 else {}
     freed = None
     if after.get("free") is not None and before.get("free") is not None:
         freed = after["free"] - before["free"]
     warning = ""
-    if after.get("restart_pending"):
-        warning = "restart still pending: workers busy; it happens once they finish"
+    if after.get("pending"):
+        warning = "OPcache restart still pending (busy workers): it happens once they finish"
         freed = None
     return FlushReport(host.name, strategy, target, before.get("scripts"),
                        after.get("scripts"), freed, warning)

@@ -98,7 +98,7 @@ def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
                 if isinstance(reports, BaseException):
                     summary.warnings.append(f"OPcache flush failed on {name}: {reports}")
                     continue
-                summary.notes += [f"opcache {r.line()}" for r in reports]
+                summary.notes += [f"[{r.host}] {r.line()}" for r in reports]
             on_all(hosts, lambda h: _records_after(h, settings, live[h.name], target, summary))
     return summary
 
