@@ -28,13 +28,16 @@ BUILDING, BUILT, LIVE, PREVIOUS, FAILED = "building", "built", "live", "previous
 
 
 def new_release_id(now: datetime | None = None) -> str:
-    """``20261126-223912-482``: UTC to the millisecond, sortable as text.
+    """``20261126.223912.482``: UTC to the millisecond, sortable as text.
+
+    Only digits and dots, because the id doubles as static content's
+    ``--content-version``, which Magento restricts to letters, digits and dots.
 
     Two deploys in one second get different ids; the lock keeps them from racing and
     ``mkdir`` (without ``-p``) refuses an id that already exists.
     """
     now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}"
+    return now.strftime("%Y%m%d.%H%M%S.") + f"{now.microsecond // 1000:03d}"
 
 
 def utc_now() -> str:

@@ -20,7 +20,7 @@ def test_release_ids_sort_by_time_and_differ_within_a_second() -> None:
     a = new_release_id(datetime(2026, 1, 2, 3, 4, 5, 1000, tzinfo=timezone.utc))
     b = new_release_id(datetime(2026, 1, 2, 3, 4, 5, 2000, tzinfo=timezone.utc))
     c = new_release_id(datetime(2026, 1, 2, 3, 4, 6, 0, tzinfo=timezone.utc))
-    assert a == "20260102-030405-001" and a < b < c
+    assert a == "20260102.030405.001" and a < b < c
 
 
 def test_build_order_and_flags() -> None:

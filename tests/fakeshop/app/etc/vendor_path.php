@@ -1,0 +1,5 @@
+<?php
+/**
+ * Path to Composer vendor directory
+ */
+return 'vendor';

@@ -1,0 +1,276 @@
+<?php
+/**
+ * Magento\Framework\Console\Cli (a Symfony Console Application): command lookup with
+ * aliases and abbreviations ("s:up", "c:f"), Symfony's "not defined" / "namespace" /
+ * "ambiguous" errors, global options, exit codes, plus the fake's test hooks (command
+ * log, faults).
+ */
+declare(strict_types=1);
+
+namespace FakeMagento\Console;
+
+use FakeMagento\CommandLog;
+use FakeMagento\Exception\ConsoleException;
+use FakeMagento\Faults;
+use FakeMagento\Shop;
+
+final class Application
+{
+    public const NAME = 'Magento CLI';
+    public const VERSION = '2.4.7';
+
+    private const COMMANDS = [
+        Command\ListCommand::class, Command\HelpCommand::class,
+        Command\SetupUpgradeCommand::class, Command\DbStatusCommand::class,
+        Command\DiCompileCommand::class, Command\StaticContentDeployCommand::class,
+        Command\ConfigImportCommand::class, Command\ConfigStatusCommand::class,
+        Command\MaintenanceEnableCommand::class, Command\MaintenanceDisableCommand::class,
+        Command\MaintenanceStatusCommand::class, Command\MaintenanceAllowIpsCommand::class,
+        Command\CacheFlushCommand::class, Command\CacheCleanCommand::class,
+        Command\CacheStatusCommand::class, Command\ModeShowCommand::class,
+        Command\ModuleStatusCommand::class,
+    ];
+
+    private readonly Shop $shop;
+
+    public function __construct(string $bp, private readonly CommandLog $log)
+    {
+        $this->shop = new Shop($bp);
+    }
+
+    /** @param string[] $tokens argv after "bin/magento"; returns the exit code. */
+    public function run(array $tokens): int
+    {
+        $output = new Output(self::verbosity($tokens));
+        $name = self::commandName($tokens);
+        if ($name === null && array_intersect($tokens, ['-V', '--version'])) {
+            $output->writeln(self::NAME . ' ' . self::VERSION);
+            return $this->done(null, Command::SUCCESS);
+        }
+        $name ??= 'list';
+        $command = null;
+        try {
+            $command = $this->find($name);
+            $this->log->setCommand($command->getName());
+            return $this->done($command->getName(), $this->runCommand($command, $tokens, $output));
+        } catch (\Throwable $e) {
+            $output->renderThrowable($e, $command?->getSynopsis());
+            $code = is_int($e->getCode()) && $e->getCode() > 0 ? $e->getCode() : Command::FAILURE;
+            return $this->done($command?->getName() ?? $name, $code);
+        }
+    }
+
+    private function runCommand(Command $command, array $tokens, Output $output): int
+    {
+        $input = new Input(
+            $tokens,
+            [...$command->getOptions(), ...self::globalOptions()],
+            $command->getArguments(),
+            $command->getName()
+        );
+        if ($input->getOption('help')) {
+            return (new Command\HelpCommand())->describe($command, $output);
+        }
+        $fault = Faults::forCommand($this->shop->config, $command->getName());
+        Faults::sleep($fault);
+        $failWhen = empty($fault['exit']) ? null : ($fault['when'] ?? 'before');
+        if ($failWhen === 'before') {
+            return $this->injectFailure($command, $fault, $output);
+        }
+        $code = $command->execute($input, $output, $this->shop);
+        return $failWhen === 'after' ? $this->injectFailure($command, $fault, $output) : $code;
+    }
+
+    /** A fault's failure, reported where this command reports its own failures. */
+    private function injectFailure(Command $command, array $fault, Output $output): int
+    {
+        $message = (string)($fault['message'] ?? 'Injected failure of ' . $command->getName());
+        if (($fault['stream'] ?? $command->failureStream()) === 'stdout') {
+            $output->writeln('<error>' . $message . '</error>');
+        } else {
+            $output->renderThrowable(new \RuntimeException($message), $command->getSynopsis());
+        }
+        return (int)$fault['exit'];
+    }
+
+    private function done(?string $command, int $code): int
+    {
+        $this->log->setCommand($command);
+        $this->log->setExitCode($code);
+        return $code;
+    }
+
+    /** @return array<string, Command> name => command, as registered right now */
+    public function commands(): array
+    {
+        $installed = $this->shop->config->isAvailable();
+        $commands = [];
+        foreach (self::COMMANDS as $class) {
+            $command = new $class();
+            if ($installed || !$command->requiresInstalledApp()) {
+                $commands[$command->getName()] = $command;
+            }
+        }
+        ksort($commands);
+        return $commands;
+    }
+
+    /** Symfony Application::find(). */
+    public function find(string $name): Command
+    {
+        $commands = $this->commands();
+        $aliases = [];
+        foreach ($commands as $command) {
+            foreach ($command->getAliases() as $alias) {
+                $aliases[$alias] = $command;
+            }
+        }
+        if (isset($commands[$name])) {
+            return $commands[$name];
+        }
+        if (isset($aliases[$name])) {
+            return $aliases[$name];
+        }
+        $all = [...array_keys($commands), ...array_keys($aliases)];
+        $expr = self::abbreviationPattern($name);
+        $matches = preg_grep('{^' . $expr . '}', $all) ?: preg_grep('{^' . $expr . '}i', $all) ?: [];
+        if (!$matches || !preg_grep('{^' . $expr . '$}i', $matches)) {
+            if (($pos = strrpos($name, ':')) !== false) {
+                $this->findNamespace(substr($name, 0, $pos), $all);
+            }
+            throw new ConsoleException(sprintf('Command "%s" is not defined.', $name)
+                . self::didYouMean(self::alternatives($name, $all)));
+        }
+        $resolved = [];
+        foreach ($matches as $match) {
+            $command = $commands[$match] ?? $aliases[$match];
+            $resolved[$command->getName()] = $command;
+        }
+        if (count($resolved) > 1) {
+            $list = array_map(
+                static fn (Command $c) => '    ' . $c->getName() . ' ' . $c->getDescription(),
+                array_values($resolved)
+            );
+            throw new ConsoleException(sprintf(
+                "Command \"%s\" is ambiguous.\nDid you mean one of these?\n%s.",
+                $name,
+                implode("\n", $list)
+            ));
+        }
+        return reset($resolved);
+    }
+
+    /** Symfony Application::findNamespace(): throws when no namespace matches. */
+    private function findNamespace(string $namespace, array $names): void
+    {
+        $namespaces = [];
+        foreach ($names as $name) {
+            $parts = explode(':', $name);
+            array_pop($parts);
+            for ($i = 1; $i <= count($parts); ++$i) {
+                $namespaces[implode(':', array_slice($parts, 0, $i))] = true;
+            }
+        }
+        $namespaces = array_keys($namespaces);
+        if (!preg_grep('{^' . self::abbreviationPattern($namespace) . '}', $namespaces)) {
+            throw new ConsoleException(
+                sprintf('There are no commands defined in the "%s" namespace.', $namespace)
+                . self::didYouMean(self::alternatives($namespace, $namespaces))
+            );
+        }
+    }
+
+    private static function abbreviationPattern(string $name): string
+    {
+        return implode('[^:]*:', array_map('preg_quote', explode(':', $name))) . '[^:]*';
+    }
+
+    private static function didYouMean(array $alternatives): string
+    {
+        if (!$alternatives) {
+            return '';
+        }
+        return (count($alternatives) === 1 ? "\n\nDid you mean this?\n    " : "\n\nDid you mean one of these?\n    ")
+            . implode("\n    ", $alternatives);
+    }
+
+    /** Symfony Application::findAlternatives(): levenshtein per name part, then whole. */
+    private static function alternatives(string $name, array $collection): array
+    {
+        $threshold = 1000;
+        $scores = [];
+        foreach (explode(':', $name) as $i => $sub) {
+            foreach ($collection as $item) {
+                $parts = explode(':', $item);
+                $exists = isset($scores[$item]);
+                if (!isset($parts[$i])) {
+                    if ($exists) {
+                        $scores[$item] += $threshold;
+                    }
+                    continue;
+                }
+                $lev = levenshtein($sub, $parts[$i]);
+                if ($lev <= strlen($sub) / 3 || ($sub !== '' && str_contains($parts[$i], $sub))) {
+                    $scores[$item] = $exists ? $scores[$item] + $lev : $lev;
+                } elseif ($exists) {
+                    $scores[$item] += $threshold;
+                }
+            }
+        }
+        foreach ($collection as $item) {
+            $lev = levenshtein($name, $item);
+            if ($lev <= strlen($name) / 3 || str_contains($item, $name)) {
+                $scores[$item] = isset($scores[$item]) ? $scores[$item] - $lev : $lev;
+            }
+        }
+        $scores = array_filter($scores, static fn ($lev) => $lev < 2 * $threshold);
+        ksort($scores, SORT_NATURAL | SORT_FLAG_CASE);
+        return array_keys($scores);
+    }
+
+    /** @return Option[] Symfony's default definition (and what Magento's Cli accepts). */
+    public static function globalOptions(): array
+    {
+        return [
+            new Option('help', 'h', Option::NONE, 'Display help for the given command.'),
+            new Option('quiet', 'q', Option::NONE, 'Do not output any message'),
+            new Option('verbose', 'v', Option::NONE, 'Increase the verbosity of messages'),
+            new Option('version', 'V', Option::NONE, 'Display this application version'),
+            new Option('ansi', null, Option::NONE, 'Force ANSI output'),
+            new Option('no-ansi', null, Option::NONE, 'Disable ANSI output'),
+            new Option('no-interaction', 'n', Option::NONE, 'Do not ask any interactive question'),
+        ];
+    }
+
+    /** First token that is not an option: the command name. */
+    private static function commandName(array $tokens): ?string
+    {
+        foreach ($tokens as $token) {
+            if ($token === '--') {
+                return null;
+            }
+            if ($token !== '' && $token[0] !== '-') {
+                return $token;
+            }
+        }
+        return null;
+    }
+
+    /** Application::configureIO(): -q wins, then -vvv / -vv / -v. */
+    private static function verbosity(array $tokens): int
+    {
+        if (array_intersect($tokens, ['-q', '--quiet'])) {
+            return Output::QUIET;
+        }
+        if (array_intersect($tokens, ['-vvv', '--verbose=3'])) {
+            return Output::DEBUG;
+        }
+        if (array_intersect($tokens, ['-vv', '--verbose=2'])) {
+            return Output::VERY_VERBOSE;
+        }
+        if (array_intersect($tokens, ['-v', '--verbose', '--verbose=1'])) {
+            return Output::VERBOSE;
+        }
+        return Output::NORMAL;
+    }
+}

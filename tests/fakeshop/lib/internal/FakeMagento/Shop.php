@@ -1,0 +1,49 @@
+<?php
+/** Everything a command or the storefront needs about one release directory (BP). */
+declare(strict_types=1);
+
+namespace FakeMagento;
+
+use FakeMagento\Exception\LocalizedException;
+
+final class Shop
+{
+    public readonly DeploymentConfig $config;
+    public readonly ModuleList $modules;
+    public readonly Cache $cache;
+    public readonly Maintenance $maintenance;
+    public readonly StaticContent $static;
+    public readonly ConfigState $configState;
+
+    public function __construct(public readonly string $bp)
+    {
+        $this->config = new DeploymentConfig($bp);
+        $this->modules = new ModuleList($this->config);
+        $this->cache = new Cache($bp, $this->config);
+        $this->maintenance = new Maintenance($bp);
+        $this->static = new StaticContent($bp);
+        $this->configState = new ConfigState($this->config);
+    }
+
+    /** The database; Installer::assertDbConfigExists() wording when none is configured. */
+    public function db(): Db
+    {
+        $path = $this->config->dbPath();
+        if ($path === null) {
+            throw new LocalizedException("Can't run this operation: configuration for DB connection is absent.");
+        }
+        return new Db($path);
+    }
+
+    public function dbStatus(array $db): DbStatus
+    {
+        return new DbStatus($this->modules->enabled(), $db);
+    }
+
+    /** The release label (app/code/Shop/Catalog/Label.php), '' when absent. */
+    public function label(): string
+    {
+        $file = $this->bp . '/app/code/Shop/Catalog/Label.php';
+        return is_file($file) ? (string)(include $file) : '';
+    }
+}

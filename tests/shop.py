@@ -1,0 +1,503 @@
+"""Helpers around the fake Magento 2.4 shop in ``tests/fakeshop`` (no pytest in here).
+
+The fake is a real PHP tree: ``bin/magento`` reproduces Magento's exit codes, messages and
+side effects for the commands a deployer runs, and ``pub/index.php`` answers like
+Magento's storefront (see ``tests/fakeshop/README.md``). This module builds git repos of
+it, writes the shared ``app/etc/env.php``, initialises the JSON "database" and reads the
+test hooks (command log, faults).
+
+The database (``dbname`` in env.php) is a JSON file shared by every web host::
+
+    {"setup_module": {"Shop_Catalog": {"schema_version": "1.0.0", "data_version": "1.0.0"}},
+     "patch_list": [...], "declarative_schema": {...},
+     "flag": {"config_hash": {"scopes": sha1, "themes": sha1, "system": sha1}, ...},
+     "history": [{"t": 1.0, "event": "setup:upgrade schema", "bp": "...", "host": "..."}]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+FAKESHOP = Path(__file__).resolve().parent / "fakeshop"
+LABEL_FILE = "app/code/Shop/Catalog/Label.php"
+CONFIG_FILE = "app/etc/config.php"
+DEFAULT_BRANCH = "main"
+CONFIG_SECTIONS = ("scopes", "themes", "system")
+# Left out of a repo made from tests/fakeshop: what a deploy produces (as in .gitignore).
+_BUILD_OUTPUT = {"generated", "var", "pub/static"}
+
+
+# --------------------------------------------------------------------------- repos
+
+
+def make_repo(
+    path: Path,
+    *,
+    label: str,
+    modules: dict[str, str | None] | None = None,
+    config_system: dict | None = None,
+) -> str:
+    """Create a (non-bare) git repo at ``path`` holding the fake shop; return the commit sha.
+
+    ``modules`` sets ``setup_version`` of existing modules or adds new ones (``None``
+    removes a module, ``""`` removes its setup_version); modules not named keep the
+    versions of ``tests/fakeshop`` (Shop_Catalog and Shop_Checkout at 1.0.0).
+    ``config_system`` replaces the ``system`` section of ``app/etc/config.php``.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"{path} exists and is not empty")
+    shutil.copytree(FAKESHOP, path, ignore=_ignore_build_output, dirs_exist_ok=True)
+    _apply(path, label=label, modules=modules, config_system=config_system)
+    _git(path, "init", "-q", "-b", DEFAULT_BRANCH)
+    _git(path, "config", "user.name", "Fake Shop Tests")
+    _git(path, "config", "user.email", "fakeshop@example.invalid")
+    _git(path, "add", "-A")
+    _git(path, "commit", "-q", "-m", f"Fake shop {label}")
+    return _git(path, "rev-parse", "HEAD")
+
+
+def commit(
+    repo: Path,
+    *,
+    label: str | None = None,
+    modules: dict[str, str | None] | None = None,
+    config_system: dict | None = None,
+    files: dict[str, str | None] | None = None,
+    message: str = "",
+) -> str:
+    """Commit a change to ``repo``; return the new sha (an empty commit if nothing changed).
+
+    ``label``: the release label the storefront shows. ``modules``: schema change (see
+    :func:`make_repo`). ``config_system``: new ``system`` section of config.php (a config
+    change: ``app:config:status`` exits 2 until imported). ``files``: path -> content,
+    ``None`` deletes (e.g. ``app/code/Shop/Catalog/Setup/Patch/Data/AddThing.php`` adds a
+    data patch, ``.../etc/db_schema.xml`` a declarative schema change).
+    """
+    repo = Path(repo)
+    _apply(repo, label=label, modules=modules, config_system=config_system)
+    for rel, content in (files or {}).items():
+        target = repo / rel
+        if content is None:
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+    message = message or _describe(label, modules, config_system, files)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def _ignore_build_output(directory: str, names: list[str]) -> set[str]:
+    """What a deploy produces stays out of the repo (Magento's .gitignore; dot files kept)."""
+    rel = Path(directory).relative_to(FAKESHOP).as_posix()
+    if rel == ".":
+        return {"vendor"} & set(names)
+    if rel == "app/etc":
+        return {"env.php"} & set(names)
+    if rel in _BUILD_OUTPUT:
+        return {n for n in names if not n.startswith(".")}
+    return set()
+
+
+def _describe(label: str | None, modules: dict | None, system: dict | None,
+              files: dict | None) -> str:
+    parts = []
+    if label is not None:
+        parts.append(f"label {label}")
+    if modules:
+        parts.append("modules " + ", ".join(f"{k}={v}" for k, v in modules.items()))
+    if system is not None:
+        parts.append("config.php system section")
+    if files:
+        parts.append("files " + ", ".join(files))
+    return "Change " + ("; ".join(parts) or "nothing")
+
+
+def _apply(tree: Path, *, label: str | None, modules: dict[str, str | None] | None,
+           config_system: dict | None) -> None:
+    if label is not None:
+        (tree / LABEL_FILE).write_text(
+            "<?php\n// Release label shown by the storefront (label=...); pub/index.php includes"
+            " this file,\n// so OPcache caches it per path like any code file.\n"
+            f"return {_export(label, 0)};\n"
+        )
+    if not modules and config_system is None:
+        return
+    config = read_config_php(tree)
+    for name, version in (modules or {}).items():
+        _set_module(tree, config, name, version)
+    if config_system is not None:
+        config["system"] = config_system
+    (tree / CONFIG_FILE).write_text(php_export(config))
+
+
+def _set_module(tree: Path, config: dict, name: str, version: str | None) -> None:
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]*_[A-Z][A-Za-z0-9]*", name):
+        raise ValueError(f"module name must look like Vendor_Module, got {name!r}")
+    module_dir = tree / "app" / "code" / Path(*name.split("_"))
+    modules = config.setdefault("modules", {})
+    if version is None:
+        shutil.rmtree(module_dir, ignore_errors=True)
+        modules.pop(name, None)
+        return
+    if not (module_dir / "registration.php").exists():
+        (module_dir / "etc").mkdir(parents=True, exist_ok=True)
+        (module_dir / "registration.php").write_text(
+            "<?php\nuse FakeMagento\\ComponentRegistrar;\n\n"
+            f"ComponentRegistrar::register(ComponentRegistrar::MODULE, '{name}', __DIR__);\n"
+        )
+    attribute = f' setup_version="{version}"' if version else ""
+    (module_dir / "etc" / "module.xml").write_text(
+        '<?xml version="1.0"?>\n<config xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+        ' xsi:noNamespaceSchemaLocation="urn:magento:framework:Module/etc/module.xsd">\n'
+        f'    <module name="{name}"{attribute}/>\n</config>\n'
+    )
+    if name not in modules:
+        modules[name] = 1
+        config["modules"] = dict(sorted(modules.items()))
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed in {repo}:\n{proc.stderr}")
+    return proc.stdout.strip()
+
+
+# --------------------------------------------------------------------------- env.php + DB
+
+
+def env_php(
+    db_path: Path | str,
+    command_log: Path | str | None = None,
+    faults: Path | str | None = None,
+    blue_green: bool = False,
+    *,
+    mode: str = "production",
+    cache_dir: Path | str | None = None,
+    id_prefix: str | None = "40d_",
+) -> str:
+    """Text of the shared ``app/etc/env.php``.
+
+    The cache backend is a directory (think Redis): ``<cache_dir>/cache`` and
+    ``<cache_dir>/page_cache``, by default next to the database, i.e. shared by every
+    release and host. ``id_prefix=None`` leaves Magento's default prefix, derived from the
+    release path (each release then has its own cache keys).
+    """
+    cache_root = Path(cache_dir) if cache_dir is not None else Path(db_path).parent / "cache"
+
+    def frontend(sub: str) -> dict:
+        entry: dict[str, Any] = {}
+        if id_prefix is not None:
+            entry["id_prefix"] = id_prefix
+        entry["backend"] = "Cm_Cache_Backend_File"
+        entry["backend_options"] = {"cache_dir": str(cache_root / sub)}
+        return entry
+
+    env: dict[str, Any] = {
+        "MAGE_MODE": mode,
+        "install": {"date": "Thu, 01 Jan 2026 00:00:00 +0000"},
+        "crypt": {"key": "00000000000000000000000000000000"},
+        "db": {
+            "table_prefix": "",
+            "connection": {"default": {
+                "host": "file", "dbname": str(db_path), "username": "magento",
+                "password": "", "model": "mysql4", "engine": "innodb", "active": "1",
+            }},
+        },
+        "cache": {"frontend": {"default": frontend("cache"), "page_cache": frontend("page_cache")}},
+        "deployment": {"blue_green": {"enabled": bool(blue_green)}},
+    }
+    fake = {k: str(v) for k, v in (("command_log", command_log), ("faults", faults)) if v}
+    if fake:
+        env["fake"] = fake
+    return php_export(env)
+
+
+def install_db(db_path: Path | str, repo_or_tree: Path | str) -> None:
+    """Write the database ``setup:install`` would leave for this tree.
+
+    Module versions, patches, declarative schema and config hashes all match the tree, so
+    deploying it needs neither ``setup:upgrade`` nor ``app:config:import``. The file is
+    made writable by everyone (the deploy user runs bin/magento, tests run as root), and
+    the default cache directories of :func:`env_php` are created next to it.
+    """
+    db_path = Path(db_path)
+    state = tree_state(Path(repo_or_tree))
+    state["history"] = [{"t": time.time(), "event": "install", "bp": str(repo_or_tree),
+                         "host": os.uname().nodename}]
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    db_path.write_text(json.dumps(state, indent=4) + "\n")
+    db_path.chmod(0o666)
+    for sub in ("cache", "page_cache"):
+        cache = db_path.parent / "cache" / sub
+        cache.mkdir(parents=True, exist_ok=True)
+        for directory in (cache.parent, cache):
+            directory.chmod(0o777)
+
+
+def tree_state(tree: Path) -> dict[str, Any]:
+    """What the database holds once this tree is installed (see the module docstring)."""
+    config = read_config_php(tree)
+    flags = config.get("modules") or {}
+    setup_module: dict[str, dict[str, str]] = {}
+    schema: dict[str, str] = {}
+    patches: list[str] = []
+    for name, path, version in _code_modules(tree):
+        if int(flags.get(name, 0)) != 1:
+            continue
+        if version:
+            setup_module[name] = {"schema_version": version, "data_version": version}
+        if (path / "etc" / "db_schema.xml").is_file():
+            schema[name] = hashlib.sha1((path / "etc" / "db_schema.xml").read_bytes()).hexdigest()
+        for kind in ("Schema", "Data"):
+            namespace = name.replace("_", "\\") + f"\\Setup\\Patch\\{kind}\\"
+            patches += [namespace + f.stem
+                        for f in sorted((path / "Setup" / "Patch" / kind).glob("*.php"))]
+    return {
+        "setup_module": setup_module,
+        "patch_list": patches,
+        "declarative_schema": schema,
+        "flag": {"config_hash": config_hashes(config)},
+    }
+
+
+def _code_modules(tree: Path) -> list[tuple[str, Path, str | None]]:
+    """(name, dir, setup_version) of modules with registration.php and etc/module.xml."""
+    found = []
+    for registration in sorted((tree / "app" / "code").glob("*/*/registration.php")):
+        xml = registration.parent / "etc" / "module.xml"
+        if not xml.is_file():
+            continue
+        tag = re.search(r"<module\b[^>]*>", xml.read_text(), re.S)
+        name = re.search(r'\bname\s*=\s*"([^"]+)"', tag.group(0)) if tag else None
+        version = re.search(r'\bsetup_version\s*=\s*"([^"]*)"', tag.group(0)) if tag else None
+        if name:
+            setup_version = version.group(1) if version else None
+            found.append((name.group(1), registration.parent, setup_version))
+    return found
+
+
+def config_hashes(config: dict) -> dict[str, str]:
+    """Per-section hashes of config.php as ``app:config:import`` stores them."""
+    return {s: _hash(config[s]) for s in CONFIG_SECTIONS if config.get(s) is not None}
+
+
+def _hash(data: Any) -> str:
+    text = json.dumps(_canonical(data), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """Mirror of ConfigState::canonical() in PHP: lists stay lists, maps get sorted keys."""
+    if isinstance(value, dict):
+        if list(value) == list(range(len(value))):
+            return [_canonical(v) for v in value.values()]
+        return {str(k): _canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def read_log(path: Path | str) -> list[dict]:
+    """Command log lines (one per bin/magento run), oldest first; [] if there is none yet.
+
+    Each: ``{"t": end, "t_start": start, "cmd": "setup:upgrade", "argv": [...],
+    "bp": physical release dir, "exit": code, "pid": ..., "host": ..., "user": ...}``.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+    return entries
+
+
+def read_db(path: Path | str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_faults(path: Path | str, faults: dict) -> None:
+    """``{"setup:upgrade": {"exit": 1, "message": "...", "sleep": 2.5}}``; ``{}`` clears.
+
+    Also ``"when": "after"`` (fail after doing the work) and ``"stream": "stdout"|"stderr"``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(faults, indent=2) + "\n")
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- storefront
+
+
+_HARNESS = r"""
+[$script, $index, $remote, $uri] = $argv;
+$_SERVER['REMOTE_ADDR'] = $remote;
+$_SERVER['REQUEST_URI'] = $uri;
+$_SERVER['SCRIPT_NAME'] = '/index.php';
+$_SERVER['HTTP_HOST'] = 'localhost';
+register_shutdown_function(static function (): void {
+    fwrite(STDERR, "\n@@status=" . (int)http_response_code() . "\n");
+});
+chdir(dirname($index));
+require $index;
+"""
+
+
+def storefront(release: Path | str, *, remote_addr: str = "127.0.0.1", uri: str = "/",
+               php: str = "php") -> tuple[int, str]:
+    """Run ``<release>/pub/index.php`` with the PHP CLI; return (HTTP status, body).
+
+    For tests without a web server. Through nginx + php-fpm the same page comes back.
+    """
+    index = Path(release) / "pub" / "index.php"
+    proc = subprocess.run([php, "-r", _HARNESS, str(index), remote_addr, uri],
+                          capture_output=True, text=True, timeout=30)
+    match = re.search(r"@@status=(\d+)", proc.stderr)
+    if match is None:
+        raise RuntimeError(f"storefront did not finish (exit {proc.returncode}): {proc.stderr}")
+    return int(match.group(1)), proc.stdout
+
+
+def page_text(body: str) -> str:
+    """Page text with HTML entities decoded (error pages escape the message, like Magento)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", body))
+
+
+def page_fields(body: str) -> dict[str, str]:
+    """``{"label": ..., "bp": ..., "static": ..., "mode": ...}`` of a successful page."""
+    return dict(re.findall(r"^(label|bp|static|mode)=(.*)$", html.unescape(body), re.M))
+
+
+# --------------------------------------------------------------------------- PHP arrays
+
+
+def read_config_php(tree: Path) -> dict:
+    data = parse_php_return((Path(tree) / CONFIG_FILE).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{tree / CONFIG_FILE} does not return an array")
+    return data
+
+
+def php_export(data: dict) -> str:
+    """A PHP file returning ``data``, formatted exactly like Magento's PhpFormatter."""
+    return "<?php\nreturn " + _export(data, 1) + ";\n"
+
+
+def _export(value: Any, depth: int) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        items = list(enumerate(value))
+    elif isinstance(value, dict):
+        items = [(_php_key(k), v) for k, v in value.items()]
+    else:
+        raise TypeError(f"cannot export {type(value).__name__} to PHP")
+    indexed = len(items) > 0 and [k for k, _ in items] == list(range(len(items)))
+    lines = [
+        "    " * depth + ("" if indexed else _export(k, 0) + " => ") + _export(v, depth + 1)
+        for k, v in items
+    ]
+    return "[\n" + ",\n".join(lines) + "\n" + "    " * (depth - 1) + "]"
+
+
+def _php_key(key: Any) -> Any:
+    """PHP turns decimal-integer string keys into ints."""
+    if isinstance(key, str) and re.fullmatch(r"-?[1-9][0-9]*|0", key):
+        return int(key)
+    return key
+
+
+_TOKEN = re.compile(
+    r"""(?P<skip>\s+|//[^\n]*|\#[^\n]*|/\*.*?\*/)
+      | (?P<sq>'(?:[^'\\]|\\.)*')
+      | (?P<dq>"(?:[^"\\]|\\.)*")
+      | (?P<num>-?\d+(?:\.\d+)?)
+      | (?P<arrow>=>)
+      | (?P<punct>[\[\](),;])
+      | (?P<word>[A-Za-z_][A-Za-z0-9_]*)""",
+    re.X | re.S,
+)
+
+
+def parse_php_return(text: str) -> Any:
+    """Value of ``<?php return <array literal>;`` (the subset config/env files use)."""
+    text = re.sub(r"^\s*<\?php", "", text, count=1)
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise ValueError(f"cannot parse PHP near {text[pos:pos + 30]!r}")
+        pos = match.end()
+        if match.lastgroup != "skip":
+            tokens.append((match.lastgroup or "", match.group()))
+    if not tokens or tokens[0] != ("word", "return"):
+        raise ValueError("expected 'return'")
+    return _parse_value(tokens, 1)[0]
+
+
+def _parse_value(tokens: list[tuple[str, str]], i: int) -> tuple[Any, int]:
+    kind, text = tokens[i]
+    if kind == "sq":
+        return re.sub(r"\\([\\'])", r"\1", text[1:-1]), i + 1
+    if kind == "dq":
+        return json.loads(text), i + 1
+    if kind == "num":
+        return (float(text) if "." in text else int(text)), i + 1
+    if kind == "word" and text.lower() in ("true", "false", "null"):
+        return {"true": True, "false": False, "null": None}[text.lower()], i + 1
+    if text == "[":
+        return _parse_array(tokens, i + 1, "]")
+    if kind == "word" and text.lower() == "array" and tokens[i + 1][1] == "(":
+        return _parse_array(tokens, i + 2, ")")
+    raise ValueError(f"unexpected PHP token {text!r}")
+
+
+def _parse_array(tokens: list[tuple[str, str]], i: int, close: str) -> tuple[Any, int]:
+    result: dict[Any, Any] = {}
+    next_index = 0
+    while tokens[i][1] != close:
+        value, i = _parse_value(tokens, i)
+        if tokens[i][0] == "arrow":
+            key = _php_key(value)
+            value, i = _parse_value(tokens, i + 1)
+        else:
+            key = next_index
+        result[key] = value
+        if isinstance(key, int):
+            next_index = max(next_index, key + 1)
+        if tokens[i][1] == ",":
+            i += 1
+    if list(result) == list(range(len(result))) and result:
+        return list(result.values()), i + 1
+    return result, i + 1
