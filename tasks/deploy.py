@@ -59,20 +59,32 @@ def raise_on_failures(results: dict, what: str) -> None:
 
 
 @contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
-    """SIGTERM (what CI and systemd send) becomes KeyboardInterrupt, so cleanup runs."""
+def interrupts_as_exceptions(hosts: list[Host]) -> Iterator[None]:
+    """Ctrl-C and SIGTERM (what CI and systemd send) stop the deploy, and stop it now.
+
+    Without a pty a remote command ignores our disconnect, and Invoke waits for its
+    output to end; so the SSH connections are closed first, then KeyboardInterrupt is
+    raised and the cleanup (on fresh connections) kills what still runs in the release.
+    """
     def handler(signum: int, frame: object) -> None:
+        for host in hosts:
+            try:
+                host.close()
+            except Exception:  # noqa: S110 - best effort: we are stopping anyway
+                pass
         raise KeyboardInterrupt(f"signal {signum}")
 
+    signals = (signal.SIGINT, signal.SIGTERM)
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in signals}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @contextmanager
@@ -295,8 +307,9 @@ def switch_all(hosts: list[Host], settings: Settings, rel: str,
         return time.monotonic()
 
     def back(host: Host) -> None:
+        """Point a host back, unless its ``current`` never moved (its switch failed)."""
         old = previous[host.name]
-        if old:
+        if old and release.live_release(host, settings) != old:
             switch.point_current(host, settings, old)
 
     results = on_all(hosts, one)
@@ -318,7 +331,7 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
     rel = release.new_release_id()
     d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref))
     primary_of(hosts, settings)
-    with interrupts_as_exceptions():
+    with interrupts_as_exceptions(hosts):
         open_all(hosts)
         with locked(hosts, settings, "deploy", rel):
             d.preflight()

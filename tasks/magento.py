@@ -116,7 +116,8 @@ def maintenance_on(host: Host, settings: Settings, releases: list[str]) -> None:
     cmds = []
     for rel in releases:
         var = q(f"{settings.release_dir(rel)}/var")
-        cmds.append(f"mkdir -p {var} && touch {var}/.maintenance.flag")
+        flag_file = f"{var}/.maintenance.flag"
+        cmds.append(f"mkdir -p {var} && {{ [ -e {flag_file} ] || : > {flag_file}; }}")
     first = q(f"{settings.release_dir(releases[0])}/var/.maintenance.ip")
     for rel in releases[1:]:
         ip = q(f"{settings.release_dir(rel)}/var/.maintenance.ip")

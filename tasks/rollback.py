@@ -68,7 +68,7 @@ def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
              force: bool = False) -> Summary:
     """Switch every host back to the previous live release (or ``to``); all or none."""
     timeline = Timeline()
-    with interrupts_as_exceptions():
+    with interrupts_as_exceptions(hosts):
         open_all(hosts)
         with locked(hosts, settings, "rollback", to or ""):
             plans = on_all(hosts, lambda h: _host_plan(h, settings, to, force))

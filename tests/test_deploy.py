@@ -130,8 +130,8 @@ def test_failed_upgrade_keeps_maintenance_on_and_says_so(one: Shop) -> None:
 def test_operator_maintenance_is_left_on(one: Shop) -> None:
     web1 = one.rig.host("web1")
     live = one.deploy().release
-    one.release_path(web1, live, "var").mkdir(exist_ok=True)
-    one.release_path(web1, live, "var/.maintenance.flag").touch()
+    web1.sh(f"mkdir -p /srv/shop/releases/{live}/var && "
+            f"touch /srv/shop/releases/{live}/var/.maintenance.flag", user="deployer")
     one.commit(modules={"Shop_Catalog": "1.1.0"})
     rel = one.deploy().release
     assert one.release_path(web1, rel, "var/.maintenance.flag").exists()
