@@ -16,9 +16,20 @@ from fabric import Connection, task
 from invoke import Context
 from invoke.exceptions import Exit
 
-from . import build, lock, magento, opcache, release, source, switch
+from . import build, lock, magento, opcache, source, switch
 from . import deploy as deploying
 from .hosts import Host, StepFailed, say
+from .release import (
+    BUILDING,
+    LIVE,
+    PREVIOUS,
+    ReleaseRecord,
+    list_releases,
+    live_release,
+    new_release_id,
+    read_records,
+    write_record,
+)
 from .report import releases_table
 from .rollback import rollback as roll_back
 from .rollback import rollback_target
@@ -51,11 +62,11 @@ def targets(c: Context, settings: Settings, *, echo: bool = True) -> list[Host]:
 
 def newest_release(host: Host, settings: Settings) -> str:
     """The most recent release folder: what ad-hoc ``build``/``switch-symlink`` act on."""
-    releases = release.list_releases(host, settings)
-    if not releases:
+    present = list_releases(host, settings)
+    if not present:
         raise LookupError(f"[{host.name}] no release in {settings.releases_dir}: "
                           "run `fab prepare-release` (or `fab deploy`) first")
-    return releases[-1]
+    return present[-1]
 
 
 # -- deploy ------------------------------------------------------------------------------------
@@ -123,11 +134,11 @@ def prepare_release(c: Context, ref: str | None = None) -> None:
     settings = load()
     for host in targets(c, settings):
         commit = source.resolve_commit(host, settings, ref or settings.branch)
-        rel = release.new_release_id()
+        rel = new_release_id()
         for step in source.checkout(settings, rel, commit) + [source.link_shared(settings, rel)]:
             host.run(step.command, step=step.name)
-        release.write_record(host, settings, release.ReleaseRecord(
-            rel, ref=ref or settings.branch, commit=commit, status=release.BUILDING))
+        write_record(host, settings, ReleaseRecord(
+            rel, ref=ref or settings.branch, commit=commit, status=BUILDING))
         say(f"[{host.name}] prepared release {rel} ({commit[:10]})")
 
 
@@ -168,7 +179,7 @@ def maybe_upgrade(c: Context, release: str | None = None) -> None:
         if not verdict.pending:
             say(f"[{host.name}] {verdict.line()}: nothing to do")
             continue
-        live = deploying.release.live_release(host, settings)
+        live = live_release(host, settings)
         magento.maintenance_on(host, settings, [r for r in (live, rel) if r])
         magento.upgrade(host, settings, rel)
         say(f"[{host.name}] upgraded from {rel}; maintenance is ON until you run "
@@ -182,12 +193,12 @@ def switch_symlink(c: Context, release: str | None = None) -> None:
     settings = load(require_repo=False)
     for host in targets(c, settings):
         rel = release or newest_release(host, settings)
-        old = deploying.release.live_release(host, settings)
+        old = live_release(host, settings)
         switch.check_current_is_link(host, settings)
         switch.point_current(host, settings, rel)
         if old and old != rel:
-            deploying.mark(host, settings, old, deploying.PREVIOUS)
-        deploying.mark(host, settings, rel, deploying.LIVE)
+            deploying.mark(host, settings, old, PREVIOUS)
+        deploying.mark(host, settings, rel, LIVE)
         say(f"[{host.name}] current -> releases/{rel} (was {old or 'nothing'})")
 
 
@@ -203,33 +214,29 @@ def flush_opcache(c: Context) -> None:
                 say(f"[{host.name}] WARNING: {report.warning}")
 
 
+def set_maintenance(c: Context, on: bool) -> None:
+    """The flag in the live release of each host, as ``maintenance:enable/disable`` would."""
+    settings = load(require_repo=False)
+    for host in targets(c, settings):
+        live = live_release(host, settings)
+        if not live:
+            raise LookupError(f"[{host.name}] {settings.current} does not exist: nothing is live")
+        (magento.maintenance_on if on else magento.maintenance_off)(host, settings, [live])
+        say(f"[{host.name}] maintenance {'ON' if on else 'OFF'} in release {live}")
+
+
 @task
 @clean_errors
 def maintenance_on(c: Context) -> None:
     """Put the live release into maintenance (var/.maintenance.flag)."""
-    settings = load(require_repo=False)
-    for host in targets(c, settings):
-        live = newest_live(host, settings)
-        magento.maintenance_on(host, settings, [live])
-        say(f"[{host.name}] maintenance ON in release {live}")
+    set_maintenance(c, True)
 
 
 @task
 @clean_errors
 def maintenance_off(c: Context) -> None:
-    """Lift maintenance in the live release."""
-    settings = load(require_repo=False)
-    for host in targets(c, settings):
-        live = newest_live(host, settings)
-        magento.maintenance_off(host, settings, [live])
-        say(f"[{host.name}] maintenance OFF in release {live}")
-
-
-def newest_live(host: Host, settings: Settings) -> str:
-    live = release.live_release(host, settings)
-    if not live:
-        raise LookupError(f"[{host.name}] {settings.current} does not exist: nothing is live")
-    return live
+    """Lift maintenance in the live release (e.g. after a failed setup:upgrade was fixed)."""
+    set_maintenance(c, False)
 
 
 @task(help={"dry": "only say what would be removed"})
@@ -240,8 +247,8 @@ def prune_releases(c: Context, dry: bool = False) -> None:
     for host in targets(c, settings):
         host.open()
         with deploying.locked([host], settings, "prune"):
-            live = release.live_release(host, settings)
-            records = release.read_records(host, settings)
+            live = live_release(host, settings)
+            records = read_records(host, settings)
             protect = {live or "", rollback_target(live, records) or ""}
             removed = deploying.prune(host, settings, protect=protect, dry=dry)
             if not removed:
@@ -271,9 +278,9 @@ def releases(c: Context) -> None:
     tables = {}
     lives = {}
     for host in hosts:
-        live = release.live_release(host, settings)
-        records = release.read_records(host, settings)
-        present = release.list_releases(host, settings)
+        live = live_release(host, settings)
+        records = read_records(host, settings)
+        present = list_releases(host, settings)
         lives[host.name] = live
         tables[host.name] = releases_table(present, records, live)
     if len(set(tables.values())) == 1:

@@ -59,6 +59,22 @@ def raise_on_failures(results: dict, what: str) -> None:
 
 
 @contextmanager
+def signal_handler(handler: Callable[[int, object], None]) -> Iterator[bool]:
+    """Install ``handler`` for SIGINT and SIGTERM during the block (main thread only;
+    elsewhere signals are left alone and the block gets False)."""
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
 def interrupts_as_exceptions(hosts: list[Host]) -> Iterator[None]:
     """Ctrl-C and SIGTERM (what CI and systemd send) stop the deploy, and stop it now.
 
@@ -70,21 +86,12 @@ def interrupts_as_exceptions(hosts: list[Host]) -> Iterator[None]:
         for host in hosts:
             try:
                 host.close()
-            except Exception:  # noqa: S110 - best effort: we are stopping anyway
+            except Exception:  # best effort: we are stopping anyway
                 pass
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signals = (signal.SIGINT, signal.SIGTERM)
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in signals}
-    except ValueError:  # not the main thread: leave signals alone
+    with signal_handler(handler):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextmanager
@@ -97,16 +104,8 @@ def interrupts_deferred(what: str) -> Iterator[None]:
         received.append(signum)
         say(f"signal {signum} received: {what} first, then stopping")
 
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
+    with signal_handler(handler):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     if received:
         raise KeyboardInterrupt(f"signal {received[0]} (after {what})")
 

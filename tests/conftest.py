@@ -8,7 +8,6 @@ fails as a whole. CI must never be green because everything was skipped.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rig import Rig, make_rig, missing_requirements  # noqa: E402
+from rig import IN_CI, Rig, make_rig, missing_requirements, skip_or_fail  # noqa: E402
 
-_IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
 _passed = 0
 
 
@@ -31,10 +29,7 @@ def require_real_hosts(*, web: bool = False) -> None:
     reasons = missing_requirements(web=web)
     if not reasons:
         return
-    message = "real-host rig unavailable: " + "; ".join(reasons)
-    if _IN_CI:
-        pytest.fail(message + " (CI=true: refusing to skip)", pytrace=False)
-    pytest.skip(message)
+    skip_or_fail("real-host rig unavailable: " + "; ".join(reasons))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,7 +54,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under ``CI=true`` a run that collected tests but passed none is a failure."""
-    if _IN_CI and session.testscollected and _passed == 0 and exitstatus == 0:
+    if IN_CI and session.testscollected and _passed == 0 and exitstatus == 0:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(

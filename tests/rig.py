@@ -104,6 +104,19 @@ def _tail(text: str | None, lines: int = 25) -> str:
     return "\n".join((text or "").rstrip().splitlines()[-lines:])
 
 
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip a test whose tools are missing; under ``CI=true`` fail it instead, because
+    there a missing tool is a broken CI setup, never a reason to pass."""
+    import pytest
+
+    if IN_CI:
+        pytest.fail(message + " (CI=true: refusing to skip)", pytrace=False)
+    pytest.skip(message)
+
+
 def missing_requirements(*, web: bool = False) -> list[str]:
     """Why a rig cannot run here (empty list = it can). Used by conftest to skip or fail.
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import conftest
 import pytest
+import rig as rig_module
 from load import HttpLoad, Sample, classify
 from rig import (
     RIG_PREFIX,
@@ -297,10 +298,10 @@ def test_load_stops_by_itself(web_rig1: Rig) -> None:
 
 def test_missing_tools_skip_locally_and_fail_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(conftest, "missing_requirements", lambda web=False: ["nginx missing"])
-    monkeypatch.setattr(conftest, "_IN_CI", False)
+    monkeypatch.setattr(rig_module, "IN_CI", False)
     with pytest.raises(pytest.skip.Exception, match="nginx missing"):
         conftest.require_real_hosts(web=True)
-    monkeypatch.setattr(conftest, "_IN_CI", True)
+    monkeypatch.setattr(rig_module, "IN_CI", True)
     with pytest.raises(pytest.fail.Exception, match="CI=true: refusing to skip"):
         conftest.require_real_hosts(web=True)
 
