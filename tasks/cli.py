@@ -250,9 +250,8 @@ def prune_releases(c: Context, dry: bool = False) -> None:
             live = live_release(host, settings)
             records = read_records(host, settings)
             protect = {live or "", rollback_target(live, records) or ""}
-            removed = deploying.prune(host, settings, protect=protect, dry=dry)
-            if not removed:
-                say(f"[{host.name}] nothing to prune")
+            say(deploying.prune(host, settings, protect=protect, dry=dry)
+                or f"[{host.name}] nothing to prune")
 
 
 @task

@@ -223,7 +223,7 @@ class Deploy:
                                   f"{static_version}, expected {self.commit} / {rel}")
 
     # -- phase 3 ---------------------------------------------------------------------------
-    def upgrade_database(self) -> None:
+    def upgrade_database(self, config_pending: bool) -> None:
         """Maintenance on everywhere (live + new release), ``setup:upgrade`` on the primary."""
         s, record = self.settings, self.record
         assert record is not None
@@ -233,7 +233,8 @@ class Deploy:
         if failures(results):
             self.lift_maintenance(flush_failed=set())
             raise_on_failures(results, "maintenance on")
-        record.setup_upgrade = record.config_import = True  # before: a failure still counts
+        record.setup_upgrade = True  # set before it runs: a failed upgrade still counts
+        record.config_import = config_pending
         self.write_records()
         try:
             with self.timeline.timed(self.primary.name, "setup:upgrade"):
@@ -284,9 +285,13 @@ class Deploy:
             old = self.live[host.name]
             if old and old != self.release:
                 mark(host, s, old, PREVIOUS)
-            prune(host, s, protect={self.release, old or ""}, quiet=True)
+            return prune(host, s, protect={self.release, old or ""})
 
-        on_all(self.hosts, one)
+        for name, pruned in on_all(self.hosts, one).items():
+            if isinstance(pruned, BaseException):
+                summary.warnings.append(f"{name}: pruning failed: {pruned}")
+            elif pruned:
+                summary.notes.append(pruned)
         if flush_failed:
             raise DeployError(summary.text() + "\nthe release is live, but OPcache was not "
                               f"flushed on {', '.join(flush_failed)}: PHP may still serve the "
@@ -349,17 +354,17 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
             d.record.db_status = verdict.line()
             say(f"{'':9}{d.primary.name:<12} {verdict.line()}")
             with interrupts_deferred("finishing the database work and the switch"):
-                go_live(d, verdict.pending)
+                go_live(d, verdict)
     return d.summary
 
 
-def go_live(d: Deploy, pending: bool) -> None:
+def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
     """Phases 3 to 5; runs to the end even if Ctrl-C comes (see interrupts_deferred)."""
-    hosts, settings, rel = d.hosts, d.settings, d.release
+    hosts, settings, rel, pending = d.hosts, d.settings, d.release, verdict.pending
     assert d.record is not None
     if pending:
         d.summary.path = "maintenance"
-        d.upgrade_database()
+        d.upgrade_database(verdict.config_pending)
     else:
         d.summary.path = "zero-downtime"
     # Maintenance the operator had on stays on: the new release gets the flag too.
@@ -386,25 +391,23 @@ def mark(host: Host, settings: Settings, rel: str, status: str) -> None:
     release.write_record(host, settings, rec)
 
 
-def prune(host: Host, settings: Settings, *, protect: set[str], quiet: bool = False,
-          dry: bool = False) -> list[str]:
-    """Remove old release folders on ``host`` (see :func:`release.plan_prune`)."""
+def prune(host: Host, settings: Settings, *, protect: set[str], dry: bool = False) -> str:
+    """Remove old release folders on ``host`` (see :func:`release.plan_prune`); say what
+    went and the space freed ("" when nothing did)."""
     releases = release.list_releases(host, settings)
     records = release.read_records(host, settings)
     plan = release.plan_prune(releases, records, keep=settings.keep_releases,
                               protected={p for p in protect if p})
     if not plan.remove:
-        return []
+        return ""
     paths = " ".join(q(settings.release_dir(r)) for r in plan.remove)
     freed = host.run(f"du -sk {paths} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'",
                      step="prune", echo=False, warn=True).stdout.strip()
     if not dry:
         host.run("; ".join(release.remove_release_cmd(settings, r) for r in plan.remove),
                  step="prune", echo=False)
-    if not quiet or dry:
-        say(f"[{host.name}] {'would remove' if dry else 'removed'} {', '.join(plan.remove)} "
-            f"({int(freed or 0) / 1024:.1f} MiB)")
-    return list(plan.remove)
+    return (f"[{host.name}] {'would remove' if dry else 'removed'} {', '.join(plan.remove)} "
+            f"({int(freed or 0) / 1024:.1f} MiB freed)")
 
 
 def dry_run(settings: Settings, hosts: list[str], ref: str | None = None) -> str:

@@ -82,12 +82,13 @@ class Shop:
                **settings: str | None) -> Summary:
         return deploy_to(self.hosts(hosts), self.settings(**settings), ref=ref, quiet=True)
 
-    def fab(self, *args: str, timeout: float = 120, **settings: str | None
-            ) -> subprocess.CompletedProcess[str]:
-        """Run ``fab`` as a user would, from a directory without ``.env``."""
-        return subprocess.run(self.fab_argv(*args), env=self.env(**settings),
-                              cwd=self.rig.base, text=True, capture_output=True,
-                              timeout=timeout)
+    def fab(self, *args: str, timeout: float = 120, project: Path | None = None,
+            **settings: str | None) -> subprocess.CompletedProcess[str]:
+        """Run ``fab`` as a user would: with this repo's fabfile from a directory without
+        ``.env``, or from ``project`` with the user's own fabfile there."""
+        argv = [FAB, "-S", str(self.rig.ssh_config), *args] if project else self.fab_argv(*args)
+        return subprocess.run(argv, env=self.env(**settings), cwd=project or self.rig.base,
+                              text=True, capture_output=True, timeout=timeout)
 
     def fab_argv(self, *args: str) -> list[str]:
         return [FAB, "-r", str(ROOT), "-S", str(self.rig.ssh_config), *args]

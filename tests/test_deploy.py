@@ -199,3 +199,30 @@ def test_cli_deploy_and_single_tasks(one: Shop) -> None:
     assert status.returncode == 0 and "up to date" in status.stdout
     listing = one.fab("releases")
     assert rel in listing.stdout and "live" in listing.stdout
+
+
+def test_step_by_step_tasks_do_what_deploy_does(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    live = one.deploy().release
+    one.commit(label="v2", modules={"Shop_Catalog": "1.1.0"})
+    result = one.fab("-H", "web1", "prepare-release", "build", "db-status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pending schema/data" in result.stdout
+    new = one.releases(web1)[-1]
+    assert new != live and one.live(web1) == live
+    assert one.release_path(web1, new, "generated/metadata").is_dir()
+    upgrade = one.fab("-H", "web1", "maybe-upgrade")
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert one.release_path(web1, live, "var/.maintenance.flag").exists()
+    assert one.release_path(web1, new, "var/.maintenance.flag").exists()
+    assert one.commands(web1).count("setup:upgrade") == 1
+    finish = one.fab("-H", "web1", "switch-symlink", "flush-opcache", "maintenance-off")
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    assert one.live(web1) == new
+    assert not one.release_path(web1, new, "var/.maintenance.flag").exists()
+    assert "OPcache not flushed" in finish.stdout  # DEPLOY_OPCACHE=none in this scenario
+    assert one.fab("-H", "web1", "maintenance-on").returncode == 0
+    assert one.release_path(web1, new, "var/.maintenance.flag").exists()
+    pruned = one.fab("-H", "web1", "prune-releases", "--dry")
+    assert pruned.returncode == 0 and "nothing to prune" in pruned.stdout
+    assert one.fab("-H", "web1", "db-status").stdout.strip().endswith("zero-downtime switch")

@@ -118,3 +118,24 @@ def test_ad_hoc_tasks_run_once_per_host(fleet: Shop) -> None:
     assert result.returncode == 0, result.stderr
     assert [line.split("]")[0] for line in result.stdout.splitlines()] == ["[web1", "[web3"]
     assert "setup:db:status" not in fleet.commands(fleet.rig.host("web2"))[-2:]
+
+
+def test_tasks_imported_into_a_users_own_fabfile(fleet: Shop) -> None:
+    project = fleet.rig.base / "agency-project"
+    project.mkdir()
+    (project / "fabfile.py").write_text(
+        "from fabric import task\n"
+        "from tasks import deploy, releases\n\n\n"
+        "@task\n"
+        "def warm_cache(c):\n"
+        "    \"\"\"The agency's own task.\"\"\"\n"
+        "    print('warming')\n"
+    )
+    listed = fleet.fab("--list", project=project)
+    assert {"deploy", "releases", "warm-cache"} <= set(listed.stdout.split())
+    result = fleet.fab("deploy", "--hosts=web1,web2", "--quiet", project=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    web1, web2, web3 = fleet.rig.hosts
+    assert fleet.live(web1) == fleet.live(web2) is not None
+    assert fleet.releases(web3) == []
+    assert result.stdout.count("switch spread across hosts") == 1

@@ -39,9 +39,10 @@ def test_code_only_release_under_load_has_no_failed_request(web_rig3, strategy: 
     assert load.stale_after(done, "A") == [], load.summary()
     for host in web_rig3.hosts:
         assert load.labels()[host.name][-1] == "B", load.summary()
-        leftovers = host.sh("find /srv/shop -name '*.php' -newer /srv/shop/current "
-                            "-path '*opcache*'", user="root").stdout.strip()
-        assert leftovers == ""
+        leftovers = host.sh("find /srv/shop -name '.opcache-*' -o -name 'opcache-reset-*'",
+                            user="root").stdout.strip()
+        assert leftovers == "", "temporary OPcache PHP file left behind"
+        assert host.sh("stat -c %U /srv/shop/current", user="root").stdout.strip() == "deployer"
     assert summary.switch_spread < 0.5
 
 
