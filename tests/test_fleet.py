@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -139,3 +140,29 @@ def test_tasks_imported_into_a_users_own_fabfile(fleet: Shop) -> None:
     assert fleet.live(web1) == fleet.live(web2) is not None
     assert fleet.releases(web3) == []
     assert result.stdout.count("switch spread across hosts") == 1
+
+
+def test_ctrl_c_during_a_three_host_build_leaves_every_host_as_it_was(fleet: Shop) -> None:
+    live = fleet.deploy().release
+    fleet.commit(label="v2")
+    for host in fleet.rig.hosts:
+        fleet.faults(host, {"setup:di:compile": {"sleep": 30.0}})
+    proc = fleet.fab_background("deploy")
+    deadline = time.monotonic() + 60
+    web1 = fleet.rig.host("web1")
+    while time.monotonic() < deadline:
+        running = web1.sh("ps -eo args").stdout.count("setup:di:compile")
+        if running >= 3:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the three builds did not reach di:compile")
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 130, out
+    for host in fleet.rig.hosts:
+        assert fleet.live(host) == live
+        assert fleet.releases(host) == [live]
+        assert not fleet.lock_exists(host)
+    time.sleep(0.3)
+    assert "setup:di:compile" not in web1.sh("ps -eo args").stdout
