@@ -274,15 +274,17 @@ def releases(c: Context) -> None:
     """
     settings = load(require_repo=False)
     hosts = targets(c, settings, echo=False)
-    tables = {}
-    lives = {}
-    for host in hosts:
-        live = live_release(host, settings)
-        records = read_records(host, settings)
-        present = list_releases(host, settings)
-        lives[host.name] = live
-        tables[host.name] = releases_table(present, records, live)
-    if len(set(tables.values())) == 1:
+    views = {h.name: (list_releases(h, settings), read_records(h, settings),
+                      live_release(h, settings)) for h in hosts}
+    lives = {name: live for name, (_, _, live) in views.items()}
+    tables = {name: releases_table(*view) for name, view in views.items()}
+    def shown(view: tuple) -> tuple:  # what the table says, without per-host timings
+        present, records, live = view
+        return live, tuple((r, getattr(records.get(r), "commit", None),
+                            getattr(records.get(r), "status", None),
+                            getattr(records.get(r), "schema_changed", None)) for r in present)
+
+    if len({shown(view) for view in views.values()}) == 1:
         say(f"releases on {', '.join(tables)}:\n{next(iter(tables.values()))}")
     else:
         for name, table in tables.items():

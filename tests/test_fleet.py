@@ -166,3 +166,17 @@ def test_ctrl_c_during_a_three_host_build_leaves_every_host_as_it_was(fleet: Sho
         assert not fleet.lock_exists(host)
     time.sleep(0.3)
     assert "setup:di:compile" not in web1.sh("ps -eo args").stdout
+
+
+def test_releases_table_is_shared_and_disagreement_is_loud(fleet: Shop) -> None:
+    first = fleet.deploy().release
+    fleet.commit(label="v2")
+    second = fleet.deploy().release
+    agreed = fleet.fab("releases")
+    assert agreed.returncode == 0, agreed.stderr
+    assert agreed.stdout.startswith("releases on web1, web2, web3:")
+    assert agreed.stdout.count(second) == 1 and "DISAGREE" not in agreed.stdout
+    fleet.rig.host("web2").sh(f"ln -sfn releases/{first} /srv/shop/current", user="deployer")
+    split = fleet.fab("releases")
+    assert split.stdout.count("releases on ") == 3
+    assert "HOSTS DISAGREE" in split.stdout and first in split.stdout.splitlines()[-1]
