@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -180,3 +181,14 @@ def test_releases_table_is_shared_and_disagreement_is_loud(fleet: Shop) -> None:
     split = fleet.fab("releases")
     assert split.stdout.count("releases on ") == 3
     assert "HOSTS DISAGREE" in split.stdout and first in split.stdout.splitlines()[-1]
+
+
+def test_unreachable_host_is_named_and_no_host_is_touched(fleet: Shop) -> None:
+    web1 = fleet.rig.host("web1")
+    web3 = fleet.rig.host("web3")
+    os.kill(web3.daemon_pid("sshd"), signal.SIGTERM)  # web3's sshd is down
+    time.sleep(0.2)
+    result = fleet.fab("deploy", "--hosts=web1,web3", timeout=60)
+    assert result.returncode == 1
+    assert "[web3] connect failed" in result.stderr, result.stderr
+    assert fleet.releases(web1) == [] and not fleet.lock_exists(web1)
