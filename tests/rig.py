@@ -234,6 +234,17 @@ def _free_port(address: str, preferred: int) -> int:
     raise RigError(f"no free TCP port on {address}")
 
 
+def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """Wait for terminated processes, killing those still alive after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _write(path: Path, text: str, mode: int = 0o644) -> Path:
     path.write_text(text)
     path.chmod(mode)
@@ -697,13 +708,7 @@ class WebHost:
         for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        deadline = time.monotonic() + timeout
-        for proc in procs:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _reap(procs, timeout)
 
     def _terminate(self) -> list[subprocess.Popen[bytes]]:
         """First stage of stop: SIGTERM the daemons, return them to be reaped."""
@@ -871,14 +876,7 @@ class Rig:
         for conn in self._connections:
             with contextlib.suppress(Exception):
                 conn.close()
-        procs = [proc for host in self.hosts for proc in host._terminate()]
-        deadline = time.monotonic() + 5.0
-        for proc in procs:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _reap([proc for host in self.hosts for proc in host._terminate()], 5.0)
         for host in self.hosts:
             host._destroy()
         shutil.rmtree(self.base, ignore_errors=True)
