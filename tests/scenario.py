@@ -128,6 +128,28 @@ class Shop:
 
 
 @contextmanager
+def always_resolves(path: Path) -> Iterator[list[int]]:
+    """Check ``path`` (through ``current``) as fast as possible while the block runs;
+    yields [checks, misses]. A deploy must never leave a moment without ``current``."""
+    counts = [0, 0]
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            counts[0] += 1
+            if not path.exists():
+                counts[1] += 1
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield counts
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
 def watch(paths: list[Path], interval: float = 0.005) -> Iterator[dict[Path, bool]]:
     """Record whether each path existed at any moment while the block ran."""
     seen = {p: False for p in paths}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from scenario import Shop, watch
+from scenario import Shop, always_resolves, watch
 
 from tasks.deploy import DeployError
 from tasks.magento import DatabaseAheadError
@@ -49,8 +49,10 @@ def test_code_only_release_switches_with_zero_downtime(one: Shop) -> None:
     first = one.deploy().release
     one.commit(label="v2")
     flag = one.release_path(web1, first, "var/.maintenance.flag")
-    with watch([flag]) as seen:
+    with watch([flag]) as seen, always_resolves(
+            web1.inside("/srv/shop/current/pub/index.php")) as checks:
         second = one.deploy()
+    assert checks[0] > 1000 and checks[1] == 0, f"current missing in {checks[1]} of {checks[0]}"
     assert second.path == "zero-downtime" and second.maintenance_seconds is None
     assert not seen[flag], "maintenance must not be touched when nothing is pending"
     assert one.live(web1) == second.release
