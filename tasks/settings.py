@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -47,7 +47,11 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """One deploy's configuration, immutable once validated."""
+    """One deploy's configuration, immutable once validated.
+
+    :func:`load` builds it from ``DEFAULTS`` + ``.env`` + environment; the field defaults
+    only serve code that builds a ``Settings`` by hand (tests, scripts).
+    """
 
     deploy_path: str
     hosts: tuple[str, ...] = ()
@@ -60,7 +64,7 @@ class Settings:
     themes: tuple[str, ...] = ()
     static_jobs: int | None = None
     shared_files: tuple[str, ...] = ("app/etc/env.php",)
-    shared_dirs: tuple[str, ...] = field(default_factory=tuple)
+    shared_dirs: tuple[str, ...] = tuple(DEFAULTS["DEPLOY_SHARED_DIRS"].split())
     opcache: str = "auto"
     fpm_sockets: tuple[str, ...] = ()
     opcache_url: str = ""
@@ -95,10 +99,6 @@ class Settings:
 
     def release_dir(self, release: str) -> str:
         return f"{self.releases_dir}/{release}"
-
-    def with_overrides(self, **changes: object) -> Settings:
-        """A copy with some values replaced (e.g. ``--branch`` on the command line)."""
-        return replace(self, **{k: v for k, v in changes.items() if v not in (None, "")})
 
 
 def split_list(value: str) -> tuple[str, ...]:
@@ -238,9 +238,4 @@ def _locales(raw: dict) -> tuple[str, ...]:
     return locales
 
 
-def describe() -> list[tuple[str, str]]:
-    """(key, default) pairs, for documentation and ``.env.example`` checks."""
-    return list(DEFAULTS.items())
-
-
-__all__ = ["Settings", "SettingsError", "load", "split_list", "describe", "fields"]
+__all__ = ["Settings", "SettingsError", "load", "split_list"]
