@@ -12,6 +12,7 @@ come from B; every failure naming its cause and leaving no one-time script behin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import socket
@@ -422,7 +423,7 @@ def test_hanging_pool_times_out_and_a_killed_client_leaves_no_script(
         assert leftovers(wh, web_rig1) == []
         # The whole remote command killed mid-request (no PHP finally, no shell rm): the
         # one-time script is still removed, by the cleanup command sent from Python.
-        killer = settings.with_overrides(php="(sleep 0.5; kill -9 0) & php")
+        killer = dataclasses.replace(settings, php="(sleep 0.5; kill -9 0) & php")
         with pytest.raises(OpcacheError) as err:
             flush(host, killer, "fcgi")
         assert "the PHP client did not run" in str(err.value)
