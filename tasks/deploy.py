@@ -260,20 +260,10 @@ class Deploy:
         """After the switch: OPcache, cache, maintenance off, records, pruning."""
         s, record, summary = self.settings, self.record, self.summary
         assert record is not None
-        results = on_all(self.hosts, lambda h: opcache.flush(h, s, self.strategies[h.name]))
-        flush_failed = failures(results)
-        for name, reports in results.items():
-            if isinstance(reports, BaseException):
-                summary.warnings.append(f"OPcache flush failed on {name}: {reports}")
-                continue
-            for rep in reports:
-                if not rep.warning:
-                    summary.notes.append(f"[{rep.host}] {rep.line()}")
-                else:
-                    summary.warnings.append(f"{name}: {rep.warning}")
+        flush_failed = flush_everywhere(self.hosts, s, self.strategies, summary)
         with self.timeline.timed(self.primary.name, "cache:flush"):
             magento.cache_flush(self.primary, s, self.release)
-        self.lift_maintenance(set(flush_failed))
+        self.lift_maintenance(flush_failed)
         if self.flagged:
             summary.maintenance_seconds = time.monotonic() - self.window_start
             record.maintenance_seconds = round(summary.maintenance_seconds, 3)
@@ -296,6 +286,25 @@ class Deploy:
             raise DeployError(summary.text() + "\nthe release is live, but OPcache was not "
                               f"flushed on {', '.join(flush_failed)}: PHP may still serve the "
                               "old code there")
+
+
+def flush_everywhere(hosts: list[Host], settings: Settings, strategies: dict[str, str],
+                     summary: Summary) -> set[str]:
+    """OPcache flush on every host after a switch; reports go into the summary.
+
+    Returns the hosts whose flush failed: there PHP may still serve the old release.
+    """
+    results = on_all(hosts, lambda h: opcache.flush(h, settings, strategies[h.name]))
+    for name, reports in results.items():
+        if isinstance(reports, BaseException):
+            summary.warnings.append(f"OPcache flush failed on {name}: {reports}")
+            continue
+        for rep in reports:
+            if rep.warning:
+                summary.warnings.append(f"{name}: {rep.warning}")
+            else:
+                summary.notes.append(f"[{rep.host}] {rep.line()}")
+    return set(failures(results))
 
 
 def switch_all(hosts: list[Host], settings: Settings, rel: str,

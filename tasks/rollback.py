@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import magento, opcache, release
-from .deploy import DeployError, interrupts_as_exceptions, locked, mark, open_all, switch_all
+from .deploy import (
+    DeployError,
+    flush_everywhere,
+    interrupts_as_exceptions,
+    locked,
+    mark,
+    open_all,
+    raise_on_failures,
+    switch_all,
+)
 from .hosts import Host, failures, on_all
 from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
 from .report import Summary, Timeline
@@ -81,8 +90,7 @@ def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
                                   f"{ {h: p.target for h, p in plans.items()} }; use --to")
             target = targets.pop()
             strategies = on_all(hosts, lambda h: opcache.choose(h, settings))
-            if failures(strategies):
-                raise DeployError("\n".join(str(e) for e in failures(strategies).values()))
+            raise_on_failures(strategies, "OPcache preflight")
             live = {h: p.live for h, p in plans.items()}  # type: ignore[union-attr]
             switched = switch_all(hosts, settings, target, live, timeline)
             summary = Summary(release=target, action="rollback")
@@ -93,12 +101,7 @@ def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
                 summary.warnings.append(
                     f"forced across a schema change ({', '.join(movers)}): the DATABASE WAS NOT "
                     "rolled back; the old code now runs against the newer schema")
-            flushed = on_all(hosts, lambda h: opcache.flush(h, settings, strategies[h.name]))
-            for name, reports in flushed.items():
-                if isinstance(reports, BaseException):
-                    summary.warnings.append(f"OPcache flush failed on {name}: {reports}")
-                    continue
-                summary.notes += [f"[{r.host}] {r.line()}" for r in reports]
+            flush_everywhere(hosts, settings, strategies, summary)
             on_all(hosts, lambda h: _records_after(h, settings, live[h.name], target, summary))
     return summary
 

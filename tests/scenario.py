@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -128,44 +128,47 @@ class Shop:
 
 
 @contextmanager
-def always_resolves(path: Path) -> Iterator[list[int]]:
-    """Check ``path`` (through ``current``) as fast as possible while the block runs;
-    yields [checks, misses]. A deploy must never leave a moment without ``current``."""
-    counts = [0, 0]
+def polling(check: Callable[[], None], interval: float = 0.0) -> Iterator[None]:
+    """Call ``check`` over and over in a thread while the block runs."""
     stop = threading.Event()
 
-    def poll() -> None:
+    def loop() -> None:
         while not stop.is_set():
-            counts[0] += 1
-            if not path.exists():
-                counts[1] += 1
+            check()
+            time.sleep(interval)
 
-    thread = threading.Thread(target=poll, daemon=True)
+    thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield counts
+        yield
     finally:
         stop.set()
         thread.join()
 
 
 @contextmanager
+def always_resolves(path: Path) -> Iterator[list[int]]:
+    """Check ``path`` (through ``current``) as fast as possible while the block runs;
+    yields [checks, misses]. A deploy must never leave a moment without ``current``."""
+    counts = [0, 0]
+
+    def check() -> None:
+        counts[0] += 1
+        if not path.exists():
+            counts[1] += 1
+
+    with polling(check):
+        yield counts
+
+
+@contextmanager
 def watch(paths: list[Path], interval: float = 0.005) -> Iterator[dict[Path, bool]]:
     """Record whether each path existed at any moment while the block ran."""
     seen = {p: False for p in paths}
-    stop = threading.Event()
 
-    def poll() -> None:
-        while not stop.is_set():
-            for p in paths:
-                if not seen[p] and p.exists():
-                    seen[p] = True
-            time.sleep(interval)
+    def check() -> None:
+        for p in paths:
+            seen[p] = seen[p] or p.exists()
 
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
-    try:
+    with polling(check, interval):
         yield seen
-    finally:
-        stop.set()
-        thread.join()
