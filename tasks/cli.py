@@ -21,6 +21,7 @@ from . import deploy as deploying
 from .hosts import Host, StepFailed, say
 from .release import (
     BUILDING,
+    FAILED,
     LIVE,
     PREVIOUS,
     ReleaseRecord,
@@ -61,8 +62,11 @@ def targets(c: Context, settings: Settings, *, echo: bool = True) -> list[Host]:
 
 
 def newest_release(host: Host, settings: Settings) -> str:
-    """The most recent release folder: what ad-hoc ``build``/``switch-symlink`` act on."""
-    present = list_releases(host, settings)
+    """The newest release not marked failed, in deploy order (never by folder name):
+    what ad-hoc ``build``/``db-status``/``switch-symlink`` act on."""
+    records = read_records(host, settings)
+    present = [r for r in list_releases(host, settings, records).ordered
+               if getattr(records.get(r), "status", "") != FAILED]
     if not present:
         raise LookupError(f"[{host.name}] no release in {settings.releases_dir}: "
                           "run `fab prepare-release` (or `fab deploy`) first")
@@ -138,7 +142,8 @@ def prepare_release(c: Context, ref: str | None = None) -> None:
         for step in source.checkout(settings, rel, commit) + [source.link_shared(settings, rel)]:
             host.run(step.command, step=step.name)
         write_record(host, settings, ReleaseRecord(
-            rel, ref=ref or settings.branch, commit=commit, status=BUILDING))
+            rel, ref=ref or settings.branch, commit=commit, status=BUILDING,
+            static_version=build.static_version(rel)))
         say(f"[{host.name}] prepared release {rel} ({commit[:10]})")
 
 
@@ -249,7 +254,8 @@ def prune_releases(c: Context, dry: bool = False) -> None:
         with deploying.locked([host], settings, "prune"):
             live = live_release(host, settings)
             records = read_records(host, settings)
-            protect = {live or "", rollback_target(live, records) or ""}
+            mtimes = list_releases(host, settings, records).mtimes
+            protect = {live or "", rollback_target(live, records, mtimes) or ""}
             say(deploying.prune(host, settings, protect=protect, dry=dry)
                 or f"[{host.name}] nothing to prune")
 
@@ -274,15 +280,18 @@ def releases(c: Context) -> None:
     """
     settings = load(require_repo=False)
     hosts = targets(c, settings, echo=False)
-    views = {h.name: (list_releases(h, settings), read_records(h, settings),
-                      live_release(h, settings)) for h in hosts}
+    def view(host: Host) -> tuple:
+        records = read_records(host, settings)
+        return list_releases(host, settings, records), records, live_release(host, settings)
+
+    views = {h.name: view(h) for h in hosts}
     lives = {name: live for name, (_, _, live) in views.items()}
     tables = {name: releases_table(*view) for name, view in views.items()}
     def shown(view: tuple) -> tuple:  # what the table says, without per-host timings
         present, records, live = view
-        return live, tuple((r, getattr(records.get(r), "commit", None),
-                            getattr(records.get(r), "status", None),
-                            getattr(records.get(r), "schema_changed", None)) for r in present)
+        return live, present.foreign, tuple(
+            (r, getattr(records.get(r), "commit", None), getattr(records.get(r), "status", None),
+             getattr(records.get(r), "schema_changed", None)) for r in present.ordered)
 
     if len({shown(view) for view in views.values()}) == 1:
         say(f"releases on {', '.join(tables)}:\n{next(iter(tables.values()))}")

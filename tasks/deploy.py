@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import build, lock, magento, opcache, release, source, switch
-from .hosts import Host, StepFailed, failures, on_all, q, say
+from .hosts import Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
 from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
 from .report import Summary, Timeline
@@ -33,7 +33,7 @@ class DeployError(RuntimeError):
 def primary_of(hosts: list[Host], settings: Settings) -> Host:
     """``DEPLOY_PRIMARY`` or the first host: the one that does the database work."""
     for host in hosts:
-        if host.name == settings.primary:
+        if settings.primary in (host.name, host.key):
             return host
     if settings.primary:
         raise DeployError(f"DEPLOY_PRIMARY={settings.primary!r} is not among the hosts "
@@ -217,10 +217,11 @@ class Deploy:
         self.summary.build_seconds = self.all(one, "build")
         step = build.verify(s, rel)
         results = self.all(lambda h: h.output(step.command, step=step.name).split(), step.name)
-        for name, (commit, static_version) in results.items():
-            if commit != self.commit or static_version != rel:
+        expected = build.static_version(rel)
+        for name, (commit, version) in results.items():
+            if commit != self.commit or version != expected:
                 raise DeployError(f"[{name}] built commit {commit} / static version "
-                                  f"{static_version}, expected {self.commit} / {rel}")
+                                  f"{version}, expected {self.commit} / {expected}")
 
     # -- phase 3 ---------------------------------------------------------------------------
     def upgrade_database(self, config_pending: bool) -> None:
@@ -341,6 +342,7 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
            quiet: bool = False) -> Summary:
     """Deploy ``ref`` (default ``DEPLOY_BRANCH``) to all ``hosts`` as one release."""
     ref = ref or settings.branch
+    hosts = distinct(hosts)
     rel = release.new_release_id()
     d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref))
     primary_of(hosts, settings)
@@ -350,7 +352,8 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
             d.preflight()
             with d.timeline.timed(d.primary.name, "resolve ref"):
                 d.commit = d.summary.commit = source.resolve_commit(d.primary, settings, ref)
-            d.record = ReleaseRecord(rel, ref=ref, commit=d.commit, hosts=[h.name for h in hosts])
+            d.record = ReleaseRecord(rel, ref=ref, commit=d.commit, hosts=[h.name for h in hosts],
+                                     static_version=build.static_version(rel))
             try:
                 d.build_everywhere()
                 with d.timeline.timed(d.primary.name, "db status"):
@@ -393,30 +396,35 @@ def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
 
 
 def mark(host: Host, settings: Settings, rel: str, status: str) -> None:
-    """Change the status in a release's record (creating a minimal one if it has none)."""
+    """Change the status in a release's record (adopting a release another tool left)."""
     records = release.read_records(host, settings)
-    rec = records.get(rel) or ReleaseRecord(rel, deployed_by="unknown")
+    rec = records.get(rel) or release.adopted_record(host, settings, rel)
     rec.status = status
     release.write_record(host, settings, rec)
 
 
 def prune(host: Host, settings: Settings, *, protect: set[str], dry: bool = False) -> str:
     """Remove old release folders on ``host`` (see :func:`release.plan_prune`); say what
-    went and the space freed ("" when nothing did)."""
-    releases = release.list_releases(host, settings)
+    went, the space freed, and which folders were left alone because they are not
+    releases ("" when there is nothing to say)."""
     records = release.read_records(host, settings)
-    plan = release.plan_prune(releases, records, keep=settings.keep_releases,
+    present = release.list_releases(host, settings, records)
+    plan = release.plan_prune(present.ordered, records, keep=settings.keep_releases,
                               protected={p for p in protect if p})
-    if not plan.remove:
-        return ""
-    paths = " ".join(q(settings.release_dir(r)) for r in plan.remove)
-    freed = host.run(f"du -sk {paths} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'",
-                     step="prune", echo=False, warn=True).stdout.strip()
-    if not dry:
-        host.run("; ".join(release.remove_release_cmd(settings, r) for r in plan.remove),
-                 step="prune", echo=False)
-    return (f"[{host.name}] {'would remove' if dry else 'removed'} {', '.join(plan.remove)} "
-            f"({int(freed or 0) / 1024:.1f} MiB freed)")
+    lines = []
+    if plan.remove:
+        paths = " ".join(q(settings.release_dir(r)) for r in plan.remove)
+        freed = host.run(f"du -sk {paths} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'",
+                         step="prune", echo=False, warn=True).stdout.strip()
+        if not dry:
+            host.run("; ".join(release.remove_release_cmd(settings, r) for r in plan.remove),
+                     step="prune", echo=False)
+        lines.append(f"[{host.name}] {'would remove' if dry else 'removed'} "
+                     f"{', '.join(plan.remove)} ({int(freed or 0) / 1024:.1f} MiB freed)")
+    if present.foreign:
+        lines.append(f"[{host.name}] left alone in {settings.releases_dir}, not releases (no "
+                     f"app/etc, no record): {', '.join(present.foreign)}")
+    return "\n".join(lines)
 
 
 def dry_run(settings: Settings, hosts: list[str], ref: str | None = None) -> str:

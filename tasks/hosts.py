@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fabric import Config, Connection
 from invoke import Context
 
+from .settings import SettingsError
+
 if TYPE_CHECKING:
     from invoke.runners import Result
 
@@ -71,12 +73,25 @@ class _LinePrefixer(io.TextIOBase):
 
 
 class Host:
-    """One target of a deploy. ``name`` is what the operator typed (``web1``, ``local``)."""
+    """One target of a deploy.
+
+    ``key`` is its identity, ``user@host:port`` (``local`` for this machine): two targets
+    with the same key are the same machine and account. ``name`` is what the operator
+    reads (``web1``); :func:`distinct` makes names unique within one deploy, because
+    results are reported and keyed by name.
+    """
 
     def __init__(self, name: str, runner: Context, *, echo: bool = True):
         self.name = name
         self.runner = runner
         self.echo = echo
+
+    @property
+    def key(self) -> str:
+        if isinstance(self.runner, Connection):
+            c = self.runner
+            return f"{c.user}@{c.original_host}:{c.port}"
+        return LOCAL
 
     @classmethod
     def from_context(cls, c: Context, *, echo: bool = True) -> Host:
@@ -154,13 +169,40 @@ class Host:
         return f"Host({self.name!r})"
 
 
+class DuplicateHost(SettingsError):
+    """The same host (user@host:port) was given twice."""
+
+
+def distinct(hosts: Iterable[Host]) -> list[Host]:
+    """The hosts of one operation, each once, each with a name no other host has.
+
+    The same ``user@host:port`` twice is refused (it would be built, locked and switched
+    twice). Different hosts that share a short name (``deploy@lb:2201`` and
+    ``deploy@lb:2202`` are both ``lb``) are named by their full identity instead.
+    """
+    hosts = list(hosts)
+    keys = [h.key for h in hosts]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise DuplicateHost(f"host given more than once: {', '.join(repeated)}")
+    names = [h.name for h in hosts]
+    for host in hosts:
+        if names.count(host.name) > 1:
+            host.name = host.key
+    return hosts
+
+
 def on_all(hosts: Iterable[Host], fn: Callable[[Host], T]) -> dict[str, T | BaseException]:
     """Run ``fn(host)`` on every host at once; return each host's result or exception.
 
     Returns only when every host finished: callers decide what a partial failure
-    means (for a deploy: nobody switches).
+    means (for a deploy: nobody switches). Results are keyed by host name, so two
+    hosts with one name are refused rather than one result hiding the other.
     """
     hosts = list(hosts)
+    names = [h.name for h in hosts]
+    if len(set(names)) < len(names):
+        raise DuplicateHost(f"two hosts share a name in {names}: use hosts.distinct()")
     if len(hosts) <= 1:  # no thread: keeps tracebacks and Ctrl-C simple for one host
         results: dict[str, T | BaseException] = {}
         for host in hosts:

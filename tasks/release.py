@@ -2,7 +2,10 @@
 
 Layout under ``DEPLOY_PATH``::
 
-    releases/<id>/     one folder per deploy; <id> is a UTC timestamp, so sorting = age
+    releases/<id>/     one folder per deploy; <id> is a UTC timestamp. Other tools' folders
+                       (Capistrano ``20261201095728``, Deployer ``1 2 3``) may sit beside
+                       them, so the order of releases comes from the records' start time
+                       (folder mtime without a record), never from the names
     shared/            pub/media, env.php, logs: linked into every release, never copied
     current -> releases/<id>   the only thing the web server knows about
     history/<id>.json  one record per release; survives the pruning of its folder so a
@@ -28,11 +31,9 @@ BUILDING, BUILT, LIVE, PREVIOUS, FAILED = "building", "built", "live", "previous
 
 
 def new_release_id(now: datetime | None = None) -> str:
-    """``20261126.223912.482``: UTC to the millisecond, sortable as text.
+    """``20261126.223912.482``: UTC to the millisecond, readable, unlike other tools' names.
 
-    Only digits and dots, because the id doubles as static content's
-    ``--content-version``, which Magento restricts to letters, digits and dots.
-
+    The static content version is derived from it (``build.static_version``: the digits).
     Two deploys in one second get different ids; the lock keeps them from racing and
     ``mkdir`` (without ``-p``) refuses an id that already exists.
     """
@@ -41,7 +42,20 @@ def new_release_id(now: datetime | None = None) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def utc_iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def epoch(iso: str) -> float | None:
+    """Seconds since 1970 of a record time, None when it cannot be read."""
+    try:
+        when = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def operator() -> str:
@@ -60,6 +74,7 @@ class ReleaseRecord:
     started: str = field(default_factory=utc_now)
     finished: str = ""
     status: str = BUILDING
+    static_version: str = ""
     db_status: str = ""
     setup_upgrade: bool = False
     config_import: bool = False
@@ -114,18 +129,106 @@ def read_records(host: Host, settings: Settings) -> dict[str, ReleaseRecord]:
     return records
 
 
-def list_releases(host: Host, settings: Settings) -> list[str]:
-    """Release folder names on the host, oldest first."""
-    out = host.run(f"ls -1 {q(settings.releases_dir)} 2>/dev/null; true",
-                   step="list releases", echo=False).stdout
-    return sorted(line for line in out.split() if line and not line.startswith("."))
+@dataclass(frozen=True)
+class Folder:
+    """An entry of ``releases/``: its name, mtime, and whether it holds ``app/etc``."""
+
+    name: str
+    mtime: float
+    has_app_etc: bool
+
+
+def scan(host: Host, settings: Settings) -> list[Folder]:
+    """Every directory in ``releases/`` with its mtime (one SSH round trip)."""
+    out = host.run(
+        f"cd {q(settings.releases_dir)} 2>/dev/null || exit 0; for d in *; do"
+        ' [ -d "$d" ] && [ ! -L "$d" ] || continue;'
+        ' if [ -d "$d/app/etc" ]; then e=1; else e=0; fi;'
+        ' printf \'%s %s %s\\n\' "$(stat -c %Y -- "$d")" "$e" "$d"; done',
+        step="list releases", echo=False).stdout
+    folders = []
+    for line in out.splitlines():
+        mtime, has_etc, name = line.split(" ", 2)
+        folders.append(Folder(name, float(mtime), has_etc == "1"))
+    return folders
+
+
+@dataclass(frozen=True)
+class Releases:
+    """What ``releases/`` holds: releases oldest first, and folders that are not releases.
+
+    A folder is a release when it has a record or holds ``app/etc`` (a shop deployed by
+    another tool); anything else (``backup``, a stray copy) is never pruned, never rolled
+    back to, and reported.
+    """
+
+    ordered: tuple[str, ...]
+    foreign: tuple[str, ...]
+    mtimes: dict[str, float]
+
+
+def order(folders: list[Folder], records: dict[str, ReleaseRecord]) -> Releases:
+    """Order releases by their record's start time, else the folder's mtime. Pure.
+
+    Never by name: Capistrano's ``20261201095728`` sorts after our ``20261201.100243.904``
+    as text, and Deployer's ``10`` before its ``9``.
+    """
+    mtimes = {f.name: f.mtime for f in folders}
+    ours = [f.name for f in folders if f.name in records or f.has_app_etc]
+    foreign = tuple(sorted(f.name for f in folders if f.name not in ours))
+    return Releases(tuple(sorted(ours, key=lambda r: started(r, records, mtimes))), foreign,
+                    mtimes)
+
+
+def started(release: str, records: dict[str, ReleaseRecord],
+            mtimes: dict[str, float]) -> tuple[float, str]:
+    """Sort key of a release: when its deploy started (record, else folder mtime)."""
+    rec = records.get(release)
+    when = epoch(rec.started) if rec else None
+    if when is None:
+        when = mtimes.get(release, 0.0)
+    return when, release
+
+
+def list_releases(host: Host, settings: Settings,
+                  records: dict[str, ReleaseRecord] | None = None) -> Releases:
+    """The host's releases in deploy order (see :func:`order`)."""
+    records = read_records(host, settings) if records is None else records
+    return order(scan(host, settings), records)
+
+
+def adopted_record(host: Host, settings: Settings, release: str) -> ReleaseRecord:
+    """A record for a release another tool deployed (Capistrano, Deployer, by hand).
+
+    Its start time is the folder's mtime and its commit the ``REVISION`` file both of
+    those tools write, so ``fab releases`` places it and ``fab rollback`` can go back to
+    it after our first deploy.
+    """
+    path = q(settings.release_dir(release))
+    facts = host.output(f"stat -c %Y {path} && {{ cat {path}/REVISION 2>/dev/null || true; }}",
+                        step="adopt").split()
+    return ReleaseRecord(release, commit=facts[1] if len(facts) > 1 else "",
+                         deployed_by="another tool", started=utc_iso(float(facts[0])),
+                         note="adopted: deployed before this tool")
 
 
 def live_release(host: Host, settings: Settings) -> str | None:
-    """The release ``current`` points at, or None before the first deploy."""
+    """The release ``current`` points at, or None before the first deploy.
+
+    ``current`` must point into ``releases/`` (relative, as we write it, or absolute, as
+    Capistrano does); anywhere else cannot be switched back to, so it is refused.
+    """
     target = host.run(f"readlink {q(settings.current)}; true", step="readlink",
-                      echo=False).stdout.strip()
-    return os.path.basename(target.rstrip("/")) or None
+                      echo=False).stdout.strip().rstrip("/")
+    if not target:
+        return None
+    parent, name = os.path.split(os.path.normpath(target))
+    if parent not in ("releases", settings.releases_dir) or not name:
+        raise RuntimeError(
+            f"[{host.name}] {settings.current} points at {target}, outside "
+            f"{settings.releases_dir}/: move that release into {settings.releases_dir}/ and "
+            "point current at it (see docs/adopting.md)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -135,7 +238,7 @@ class PrunePlan:
 
 
 def plan_prune(
-    releases: list[str],
+    releases: list[str] | tuple[str, ...],
     records: dict[str, ReleaseRecord],
     *,
     keep: int,
@@ -143,21 +246,22 @@ def plan_prune(
 ) -> PrunePlan:
     """Decide which release folders go. Pure: the same answer in ``--dry`` and for real.
 
-    Keeps the newest ``keep`` good releases plus everything in ``protected`` (``current``,
-    the release it replaced, the rollback target). A failed release goes once it is
-    older than the newest live one; a folder without a record is treated as good.
+    ``releases`` is in deploy order (:func:`order`). Keeps the newest ``keep`` good
+    releases plus everything in ``protected`` (``current``, the release it replaced, the
+    rollback target). A failed release goes once it is older than the newest live one; a
+    folder without a record is treated as good.
     """
-    ordered = sorted(releases)
+    ordered = list(releases)
     good = [r for r in ordered if records.get(r, ReleaseRecord(r, status=BUILT)).status != FAILED]
     keep_set = set(good[-keep:]) | (protected & set(ordered))
-    live = [r for r in ordered if r in protected]
-    newest_live = live[-1] if live else None
+    live = [ordered.index(r) for r in ordered if r in protected]
+    newest_live = max(live, default=-1)
     remove = []
-    for rel in ordered:
+    for index, rel in enumerate(ordered):
         if rel in keep_set:
             continue
         failed = records.get(rel) is not None and records[rel].status == FAILED
-        if failed and (newest_live is None or rel > newest_live):
+        if failed and index > newest_live:
             continue  # a failed release newer than what is live: keep it for inspection
         remove.append(rel)
     return PrunePlan(tuple(remove), tuple(r for r in ordered if r not in remove))

@@ -6,9 +6,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from .hosts import say
+from .release import Releases, epoch
 
 
 @dataclass
@@ -102,29 +102,38 @@ class Summary:
 
 
 def _age(started: str) -> str:
-    try:
-        seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(started)).total_seconds()
-    except (TypeError, ValueError):
+    return _age_of(epoch(started))
+
+
+def _age_of(when: float | None) -> str:
+    if when is None:
         return "?"
+    seconds = time.time() - when
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"
     return f"{seconds:.0f}s"
 
 
-def releases_table(present: list[str], records: dict, live: str | None) -> str:
-    """A text table of the release folders on a host (records of pruned ones left out)."""
+def releases_table(present: Releases, records: dict, live: str | None) -> str:
+    """A text table of the releases on a host, newest deploy first (records of pruned ones
+    left out), then the folders in ``releases/`` that are not releases."""
     rows = [("", "release", "commit", "age", "status", "schema")]
-    for rel in sorted(present, reverse=True):
+    for rel in reversed(present.ordered):
         rec = records.get(rel)
         rows.append((
-            "*" if rel == live else "", rel, rec.commit[:10] if rec else "?",
-            _age(rec.started) if rec else "?",
+            "*" if rel == live else "", rel, rec.commit[:10] if rec and rec.commit else "?",
+            _age(rec.started) if rec else _age_of(present.mtimes.get(rel)),
             ("live" if rel == live else rec.status) if rec else "no record",
             ("CHANGED" if rec.schema_changed else "-") if rec else "?",
         ))
     if len(rows) == 1:
-        return "  (no releases)"
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+        table = "  (no releases)"
+    else:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        table = "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True))
+                          .rstrip() for row in rows)
+    if present.foreign:
+        table += ("\nnot releases (no app/etc, no record; never pruned): "
+                  + ", ".join(present.foreign))
+    return table

@@ -8,6 +8,7 @@ with the name of that release -- unless ``--force``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import magento, opcache, release
@@ -21,7 +22,7 @@ from .deploy import (
     raise_on_failures,
     switch_all,
 )
-from .hosts import Host, failures, on_all
+from .hosts import Host, distinct, failures, on_all
 from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
 from .report import Summary, Timeline
 from .settings import Settings
@@ -38,31 +39,42 @@ class RollbackPlan:
     schema_movers: tuple[str, ...]  # releases newer than the target that moved the database
 
 
-def rollback_target(live: str | None, records: dict[str, ReleaseRecord]) -> str | None:
-    """The newest release older than ``live`` that was live once (never a failed one)."""
-    older = [r for r in sorted(records)
-             if live and r < live and records[r].status in (PREVIOUS, LIVE)]
-    return older[-1] if older else None
+def rollback_target(live: str | None, records: dict[str, ReleaseRecord],
+                    mtimes: dict[str, float] | None = None) -> str | None:
+    """The newest release deployed before ``live`` that was live once (never a failed one)."""
+    if not live:
+        return None
+    key = _deploy_order(records, mtimes or {})
+    older = [r for r in records
+             if key(r) < key(live) and records[r].status in (PREVIOUS, LIVE)]
+    return max(older, key=key, default=None)
 
 
-def plan(live: str | None, records: dict[str, ReleaseRecord], present: list[str],
+def _deploy_order(records: dict[str, ReleaseRecord],
+                  mtimes: dict[str, float]) -> Callable[[str], tuple[float, str]]:
+    return lambda rel: release.started(rel, records, mtimes)
+
+
+def plan(live: str | None, records: dict[str, ReleaseRecord], present: release.Releases,
          *, to: str | None = None, force: bool = False) -> RollbackPlan:
     """Decide the target and check the schema; pure, so it is the same on every host."""
     if not live:
         raise RollbackRefused("nothing is live yet: there is nothing to roll back")
-    target = to or rollback_target(live, records)
+    target = to or rollback_target(live, records, present.mtimes)
     if not target:
         raise RollbackRefused(f"no earlier release to roll back to from {live} "
                               "(only releases that were live once qualify)")
     if target == live:
         raise RollbackRefused(f"{target} is already live")
-    if target not in present:
-        raise RollbackRefused(f"release {target} is not on disk (pruned?); present: "
-                              f"{', '.join(present) or 'none'}")
+    if target not in present.ordered:
+        raise RollbackRefused(f"release {target} is not on disk (pruned?) or is not a release;"
+                              f" present: {', '.join(present.ordered) or 'none'}")
     status = records[target].status if target in records else "unknown"
     if status in (FAILED, release.BUILDING):
         raise RollbackRefused(f"release {target} is {status}: it never finished a deploy")
-    movers = tuple(r for r in sorted(records) if r > target and records[r].schema_changed)
+    key = _deploy_order(records, present.mtimes)
+    movers = tuple(sorted((r for r in records if key(r) > key(target)
+                           and records[r].schema_changed), key=key))
     if movers and not force:
         raise RollbackRefused(
             f"refusing to roll back from {live} to {target}: release {movers[-1]} changed the "
@@ -76,6 +88,7 @@ def plan(live: str | None, records: dict[str, ReleaseRecord], present: list[str]
 def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
              force: bool = False) -> Summary:
     """Switch every host back to the previous live release (or ``to``); all or none."""
+    hosts = distinct(hosts)
     timeline = Timeline()
     with interrupts_as_exceptions(hosts):
         open_all(hosts)
@@ -108,8 +121,9 @@ def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
 
 def _host_plan(host: Host, settings: Settings, to: str | None, force: bool) -> RollbackPlan:
     live = release.live_release(host, settings)
-    return plan(live, release.read_records(host, settings),
-                release.list_releases(host, settings), to=to, force=force)
+    records = release.read_records(host, settings)
+    return plan(live, records, release.list_releases(host, settings, records), to=to,
+                force=force)
 
 
 def _records_after(host: Host, settings: Settings, old: str, target: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,17 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 OPCACHE_STRATEGIES = ("auto", "fcgi", "url", "command", "none")
+AREAS = ("frontend", "adminhtml")
+ADMIN_THEME = "Magento/backend"
+NO_THEME = "none"
+# Paths a build writes into every release, or that must stay per release (the maintenance
+# flag is looked up in the release serving the request): never shared.
+PER_RELEASE = ("app/etc/config.php", "generated", "pub/static", "var/.maintenance.flag",
+               "var/view_preprocessed", "vendor")
+# Options of setup:static-content:deploy that the deploy sets itself.
+OWN_STATIC_OPTIONS = ("--content-version", "--area", "-a", "--theme", "-t", "--language", "-l")
+SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/opt", "/proc", "/root",
+               "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/www")
 
 DEFAULTS: dict[str, str] = {
     "DEPLOY_PATH": "",
@@ -28,6 +40,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_LOCALES": "en_US",
     "DEPLOY_THEMES": "",
     "DEPLOY_STATIC_JOBS": "",
+    "DEPLOY_STATIC_ARGS": "",
     "DEPLOY_SHARED_FILES": "app/etc/env.php",
     "DEPLOY_SHARED_DIRS": (
         "pub/media var/log var/report var/session var/export var/import var/backups pub/sitemap"
@@ -63,6 +76,7 @@ class Settings:
     locales: tuple[str, ...] = ("en_US",)
     themes: tuple[str, ...] = ()
     static_jobs: int | None = None
+    static_args: tuple[str, ...] = ()
     shared_files: tuple[str, ...] = ("app/etc/env.php",)
     shared_dirs: tuple[str, ...] = tuple(DEFAULTS["DEPLOY_SHARED_DIRS"].split())
     opcache: str = "auto"
@@ -140,9 +154,10 @@ def _deploy_path(value: str) -> str:
         raise SettingsError("DEPLOY_PATH is not set: give the absolute directory to deploy into")
     if not value.startswith("/"):
         raise SettingsError(f"DEPLOY_PATH={value!r}: must be an absolute path")
-    norm = os.path.normpath(value)
-    if norm == "/" or norm.count("/") < 1 or norm in ("/root", "/home", "/var", "/usr", "/etc"):
-        raise SettingsError(f"DEPLOY_PATH={value!r}: refusing a system directory")
+    # normpath keeps a leading "//" (POSIX allows it a meaning); for us "//var" is "/var".
+    norm = os.path.normpath(re.sub("/+", "/", value))
+    if norm in SYSTEM_DIRS:
+        raise SettingsError(f"DEPLOY_PATH={value!r}: refusing the system directory {norm}")
     if re.search(r"[\s'\"\\$`]", norm):
         raise SettingsError(f"DEPLOY_PATH={value!r}: whitespace and shell characters not allowed")
     return norm
@@ -155,6 +170,34 @@ def _relative_paths(raw: dict, key: str) -> tuple[str, ...]:
         if path.startswith("/") or norm.startswith("..") or norm == ".":
             raise SettingsError(f"{key}: {path!r} must be a path inside the release")
     return tuple(os.path.normpath(p) for p in paths)
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent + "/")
+
+
+def _shared(raw: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Shared dirs and files, refused when one lies inside another (or repeats it).
+
+    Nested entries destroy data: ``app/etc`` shared with ``app/etc/env.php`` turns the
+    shared env.php into a link to itself; ``pub/media`` with ``pub/media/catalog``
+    deletes the catalog through the outer link. Paths every build writes are refused too.
+    """
+    dirs = _relative_paths(raw, "DEPLOY_SHARED_DIRS")
+    files = _relative_paths(raw, "DEPLOY_SHARED_FILES")
+    entries = ([("DEPLOY_SHARED_DIRS", p) for p in dirs]
+               + [("DEPLOY_SHARED_FILES", p) for p in files])
+    for i, (key, path) in enumerate(entries):
+        for other_key, other in entries[i + 1:]:
+            if _inside(path, other) or _inside(other, path):
+                raise SettingsError(
+                    f"{key}: {path!r} and {other_key}: {other!r} overlap (one is inside the "
+                    "other); shared entries must be separate, or the shared data is lost")
+        for own in PER_RELEASE:
+            if _inside(own, path) or _inside(path, own):
+                raise SettingsError(f"{key}: {path!r} would share {own}, which every release "
+                                    "must have its own of")
+    return dirs, files
 
 
 def _opcache(raw: dict) -> str:
@@ -202,12 +245,17 @@ def load(
     if branch.startswith("-") or re.search(r"\s", branch):
         raise SettingsError(f"DEPLOY_BRANCH={branch!r}: not a branch, tag or commit")
     hosts = split_list(raw["DEPLOY_HOSTS"])
+    repeated = sorted({h for h in hosts if hosts.count(h) > 1})
+    if repeated:
+        raise SettingsError(f"DEPLOY_HOSTS={raw['DEPLOY_HOSTS']!r}: {', '.join(repeated)} "
+                            "given more than once")
     primary = raw["DEPLOY_PRIMARY"].strip()
     if primary and hosts and primary not in hosts:
         raise SettingsError(f"DEPLOY_PRIMARY={primary!r}: not one of DEPLOY_HOSTS {hosts}")
     for key in ("DEPLOY_PHP", "DEPLOY_COMPOSER"):
         if not raw[key].strip():
             raise SettingsError(f"{key} is empty: give the command to run")
+    shared_dirs, shared_files = _shared(raw)
     return Settings(
         deploy_path=_deploy_path(raw["DEPLOY_PATH"]),
         hosts=hosts,
@@ -217,10 +265,11 @@ def load(
         php=raw["DEPLOY_PHP"].strip(),
         composer=raw["DEPLOY_COMPOSER"].strip(),
         locales=_locales(raw),
-        themes=split_list(raw["DEPLOY_THEMES"]),
+        themes=_themes(raw),
         static_jobs=_positive_int(raw, "DEPLOY_STATIC_JOBS", minimum=1, optional=True),
-        shared_files=_relative_paths(raw, "DEPLOY_SHARED_FILES"),
-        shared_dirs=_relative_paths(raw, "DEPLOY_SHARED_DIRS"),
+        static_args=_static_args(raw),
+        shared_dirs=shared_dirs,
+        shared_files=shared_files,
         opcache=_opcache(raw),
         fpm_sockets=_sockets(raw),
         opcache_url=raw["DEPLOY_OPCACHE_URL"].strip(),
@@ -230,12 +279,61 @@ def load(
     )
 
 
+LOCALE = re.compile(r"[a-z]{2,3}(_[A-Z][a-z]{3})?_([A-Z]{2}|\d{3})")
+THEME = re.compile(r"[A-Za-z0-9_\-]+/[A-Za-z0-9_\-]+")
+
+
+def by_area(values: tuple[str, ...], key: str) -> dict[str, tuple[str, ...]]:
+    """``("frontend:Hyva/default", "Magento/luma", "adminhtml:en_US")`` grouped by area.
+
+    An entry without ``area:`` belongs to ``""`` (every area, or frontend for themes:
+    the caller decides). Shared by validation and by the static content plan.
+    """
+    grouped: dict[str, list[str]] = {}
+    for value in values:
+        area, sep, item = value.rpartition(":")
+        if sep and area not in AREAS:
+            raise SettingsError(f"{key}: {value!r}: unknown area {area!r}, "
+                                f"use {' or '.join(AREAS)}")
+        grouped.setdefault(area, []).append(item)
+    return {area: tuple(items) for area, items in grouped.items()}
+
+
 def _locales(raw: dict) -> tuple[str, ...]:
     locales = split_list(raw["DEPLOY_LOCALES"]) or ("en_US",)
-    for locale in locales:
-        if not re.fullmatch(r"[a-z]{2,3}_[A-Z][A-Za-z]{1,3}", locale):
-            raise SettingsError(f"DEPLOY_LOCALES: {locale!r} is not a locale like en_US")
+    grouped = by_area(locales, "DEPLOY_LOCALES")
+    for locale in (item for items in grouped.values() for item in items):
+        if not LOCALE.fullmatch(locale):
+            raise SettingsError(f"DEPLOY_LOCALES: {locale!r} is not a locale like en_US "
+                                "or zh_Hans_CN")
+    if "" not in grouped:
+        raise SettingsError(f"DEPLOY_LOCALES={raw['DEPLOY_LOCALES']!r}: give the locales of "
+                            "every area too (entries without an area: prefix)")
     return locales
+
+
+def _themes(raw: dict) -> tuple[str, ...]:
+    themes = split_list(raw["DEPLOY_THEMES"])
+    for area, items in by_area(themes, "DEPLOY_THEMES").items():
+        for theme in items:
+            if not THEME.fullmatch(theme) and (area, theme) != ("adminhtml", NO_THEME):
+                raise SettingsError(f"DEPLOY_THEMES: {theme!r} is not a theme like Vendor/theme"
+                                    f" (or {NO_THEME!r} after adminhtml: to skip the admin)")
+    return themes
+
+
+def _static_args(raw: dict) -> tuple[str, ...]:
+    try:
+        args = tuple(shlex.split(raw["DEPLOY_STATIC_ARGS"]))
+    except ValueError as exc:
+        raise SettingsError(f"DEPLOY_STATIC_ARGS={raw['DEPLOY_STATIC_ARGS']!r}: {exc}") from exc
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name in OWN_STATIC_OPTIONS or (not arg.startswith("-")):
+            raise SettingsError(
+                f"DEPLOY_STATIC_ARGS: {arg!r} is set by the deploy itself or is not an option; "
+                "use DEPLOY_THEMES / DEPLOY_LOCALES for themes, areas and locales")
+    return args
 
 
 __all__ = ["Settings", "SettingsError", "load", "split_list"]

@@ -58,6 +58,26 @@ def checkout(settings: Settings, release: str, commit: str) -> list[Step]:
     ]
 
 
+def guard(settings: Settings, release: str, path: str) -> str:
+    """Shell test that stops the linking of ``path`` before it removes anything it must not.
+
+    Where ``path``'s parent resolves (through links already made) into ``shared/`` or
+    out of the release, the ``rm -rf`` that replaces it with a link would delete shared
+    data: refuse, naming the path. Settings validation already refuses nested entries;
+    this also covers links the checkout itself brings.
+    """
+    rel = q(settings.release_dir(release))
+    parent = q(posixpath.dirname(posixpath.join(settings.release_dir(release), path)))
+    why = (q(f"refusing to link {path}: its parent resolves to"), '"$p"',
+           q("(under shared/ or outside the release), so shared data would be deleted"))
+    return (
+        f"r=$(realpath -e {rel}) && s=$(realpath -m {q(settings.shared_dir)})"
+        f" && p=$(realpath -m {parent}) && case \"$p/\" in \"$s\"/*) false;;"
+        f" \"$r\"/*) true;; *) false;; esac || {{ printf '%s %s %s\\n' {' '.join(why)} >&2;"
+        " exit 3; }"
+    )
+
+
 def link_shared_dir(settings: Settings, release: str, path: str) -> str:
     """Link ``shared/<path>`` into the release; never lose files the checkout brought.
 
@@ -68,7 +88,7 @@ def link_shared_dir(settings: Settings, release: str, path: str) -> str:
     target = q(posixpath.join(settings.release_dir(release), path))
     note = f"note: {path} from the release merged into shared/{path} (shared files kept)"
     return (
-        f"if [ -d {target} ] && [ ! -L {target} ]; then"
+        f"{guard(settings, release, path)} && if [ -d {target} ] && [ ! -L {target} ]; then"
         f" if [ ! -e {shared} ]; then mkdir -p \"$(dirname {shared})\" && mv {target} {shared};"
         f" elif [ -n \"$(ls -A {target})\" ]; then cp -an {target}/. {shared}/ && rm -rf {target}"
         f" && echo {q(note)};"
@@ -83,9 +103,10 @@ def link_shared_file(settings: Settings, release: str, path: str) -> str:
     shared = q(posixpath.join(settings.shared_dir, path))
     target = q(posixpath.join(settings.release_dir(release), path))
     return (
-        f"mkdir -p \"$(dirname {shared})\" \"$(dirname {target})\""
-        f" && if [ ! -e {shared} ]; then if [ -f {target} ] && [ ! -L {target} ];"
-        f" then cp -p {target} {shared}; else touch {shared}"
+        f"{guard(settings, release, path)} && mkdir -p \"$(dirname {shared})\""
+        f" \"$(dirname {target})\" && if [ ! -e {shared} ]; then"
+        f" if [ -f {target} ] && [ ! -L {target} ]; then cp -p {target} {shared};"
+        f" else touch {shared}"
         f" && echo {q(f'warning: shared/{path} did not exist, created it empty')}; fi; fi"
         f" && rm -rf {target} && ln -s {shared} {target}"
     )

@@ -7,7 +7,17 @@ import shlex
 import pytest
 
 from tasks import build, magento, source, switch
-from tasks.release import FAILED, LIVE, PREVIOUS, ReleaseRecord, new_release_id, plan_prune
+from tasks.release import (
+    FAILED,
+    LIVE,
+    PREVIOUS,
+    Folder,
+    ReleaseRecord,
+    Releases,
+    new_release_id,
+    order,
+    plan_prune,
+)
 from tasks.rollback import RollbackRefused, plan
 from tasks.settings import Settings
 
@@ -26,13 +36,64 @@ def test_release_ids_sort_by_time_and_differ_within_a_second() -> None:
 def test_build_order_and_flags() -> None:
     steps = build.build(S, "R1")
     assert [s.name for s in steps] == ["composer install", "di:compile", "dump-autoload",
-                                       "static content"]
+                                       "static content frontend", "static content adminhtml"]
     assert "install --no-dev --prefer-dist --no-interaction" in steps[0].command
     assert "dump-autoload -o" in steps[2].command
     argv = shlex.split(steps[3].command.split("&& ", 1)[1])
     assert argv[:4] == ["php", "bin/magento", "setup:static-content:deploy", "-f"]
     assert "--content-version=R1" in argv and "--jobs=4" in argv
     assert "--theme=Magento/luma" in argv and argv[-3:-1] == ["en_US", "nl_NL"]
+
+
+def static_argvs(**settings: object) -> list[list[str]]:
+    s = Settings(deploy_path="/srv/shop", **settings)  # type: ignore[arg-type]
+    return [shlex.split(step.command.split("&& ", 1)[1])[3:-1]
+            for step in build.static_content(s, "20261201.100055.601")]
+
+
+def test_static_version_is_digits_only_so_nginx_strips_it() -> None:
+    assert build.static_version("20261201.100055.601") == "20261201100055601"
+    assert static_argvs() == [["-f", "--content-version=20261201100055601", "en_US"]]
+
+
+def test_a_frontend_theme_alone_still_builds_the_admin_theme() -> None:
+    runs = static_argvs(themes=("frontend:Hyva/default",), locales=("en_US", "de_DE"))
+    assert [r[2:] for r in runs] == [
+        ["--area=frontend", "--theme=Hyva/default", "en_US", "de_DE"],
+        ["--area=adminhtml", "--theme=Magento/backend", "en_US", "de_DE"]]
+    assert len({r[1] for r in runs}) == 1, "one content version for every run"
+
+
+def test_admin_locales_and_themes_per_area_or_none() -> None:
+    runs = static_argvs(locales=("de_DE", "zh_Hans_CN", "adminhtml:en_US"))
+    assert [r[2:] for r in runs] == [["--area=frontend", "de_DE", "zh_Hans_CN"],
+                                     ["--area=adminhtml", "en_US"]]
+    runs = static_argvs(themes=("Hyva/default", "adminhtml:none"),
+                        static_args=("--strategy=compact", "--no-html-minify"))
+    assert [r[2:] for r in runs] == [["--strategy=compact", "--no-html-minify",
+                                      "--area=frontend", "--theme=Hyva/default", "en_US"]]
+
+
+def test_releases_are_ordered_by_deploy_time_not_name() -> None:
+    folders = [Folder("20261201095728", 1000.0, True),   # Capistrano, deployed first
+               Folder("9", 1100.0, True), Folder("10", 1200.0, True),  # Deployer counter
+               Folder("20261201.100243.904", 1.0, True),  # ours: the record's time counts
+               Folder("backup", 9999.0, False)]            # not a release: no app/etc
+    records = {"20261201.100243.904": ReleaseRecord(
+        "20261201.100243.904", status=LIVE, started="1970-01-01T00:21:40+00:00")}
+    found = order(folders, records)
+    assert found.ordered == ("20261201095728", "9", "10", "20261201.100243.904")
+    assert found.foreign == ("backup",)
+    assert plan_prune(found.ordered, records, keep=1,
+                      protected={"20261201.100243.904", "10"}).remove == ("20261201095728", "9")
+
+
+def test_rollback_after_adopting_goes_back_to_the_other_tools_release() -> None:
+    records = {"20261201095728": rec("r1", PREVIOUS), "20261201.100243.904": rec("r2", LIVE)}
+    records = {k: ReleaseRecord(k, status=v.status, started=v.started)
+               for k, v in records.items()}
+    present = Releases(("20261201095728", "20261201.100243.904"), (), {})
+    assert plan("20261201.100243.904", records, present).target == "20261201095728"
 
 
 def test_repo_with_quote_is_quoted() -> None:
@@ -47,7 +108,13 @@ def test_switch_is_rename_of_a_temporary_link() -> None:
 
 
 def rec(rid: str, status: str, schema: bool = False) -> ReleaseRecord:
-    return ReleaseRecord(rid, status=status, setup_upgrade=schema)
+    """A record whose deploy started at second N of the day for release ``rN``."""
+    return ReleaseRecord(rid, status=status, setup_upgrade=schema,
+                         started=f"2026-12-01T10:00:{int(rid[1:]):02d}+00:00")
+
+
+def on_disk(*names: str) -> Releases:
+    return Releases(names, (), {})
 
 
 def test_prune_keeps_newest_current_and_previous() -> None:
@@ -67,14 +134,14 @@ def test_prune_removes_old_failed_keeps_new_failed() -> None:
 
 def test_rollback_picks_previous_live_skipping_failed() -> None:
     records = {"r1": rec("r1", PREVIOUS), "r2": rec("r2", FAILED), "r3": rec("r3", LIVE)}
-    assert plan("r3", records, ["r1", "r2", "r3"]).target == "r1"
+    assert plan("r3", records, on_disk("r1", "r2", "r3")).target == "r1"
 
 
 def test_rollback_refused_across_schema_change_names_release() -> None:
     records = {"r1": rec("r1", PREVIOUS), "r2": rec("r2", LIVE, schema=True)}
     with pytest.raises(RollbackRefused, match="r2"):
-        plan("r2", records, ["r1", "r2"])
-    forced = plan("r2", records, ["r1", "r2"], force=True)
+        plan("r2", records, on_disk("r1", "r2"))
+    forced = plan("r2", records, on_disk("r1", "r2"), force=True)
     assert forced.target == "r1" and forced.schema_movers == ("r2",)
 
 
@@ -82,15 +149,15 @@ def test_rollback_counts_a_failed_upgrade_as_schema_change() -> None:
     records = {"r1": rec("r1", PREVIOUS), "r2": rec("r2", FAILED, schema=True),
                "r3": rec("r3", LIVE)}
     with pytest.raises(RollbackRefused, match="r2"):
-        plan("r3", records, ["r1", "r3"])
+        plan("r3", records, on_disk("r1", "r3"))
 
 
 def test_rollback_never_to_failed_or_missing() -> None:
     records = {"r1": rec("r1", FAILED), "r2": rec("r2", LIVE)}
     with pytest.raises(RollbackRefused, match="failed"):
-        plan("r2", records, ["r1", "r2"], to="r1")
+        plan("r2", records, on_disk("r1", "r2"), to="r1")
     with pytest.raises(RollbackRefused, match="not on disk"):
-        plan("r2", {"r0": rec("r0", PREVIOUS), **records}, ["r1", "r2"], to="r0")
+        plan("r2", {"r0": rec("r0", PREVIOUS), **records}, on_disk("r1", "r2"), to="r0")
 
 
 DB_AHEAD = """         Shop_Catalog     schema:       1.1.0  ->  1.0.0

@@ -78,3 +78,52 @@ def test_env_example_lists_every_setting() -> None:
     example = (Path(__file__).parent.parent / ".env.example").read_text()
     for key in DEFAULTS:
         assert f"{key}=" in example, f"{key} missing from .env.example"
+
+
+@pytest.mark.parametrize(("changes", "named"), [
+    ({"DEPLOY_SHARED_DIRS": "app/etc"}, ["DEPLOY_SHARED_DIRS: 'app/etc'",
+                                         "DEPLOY_SHARED_FILES: 'app/etc/env.php'"]),
+    ({"DEPLOY_SHARED_DIRS": "pub/media pub/media/catalog"},
+     ["'pub/media'", "'pub/media/catalog'"]),
+    ({"DEPLOY_SHARED_DIRS": "pub/media pub//media/"}, ["'pub/media'"]),
+    ({"DEPLOY_SHARED_DIRS": "var"}, ["'var'", "var/.maintenance.flag"]),
+    ({"DEPLOY_SHARED_DIRS": "pub/static"}, ["'pub/static'"]),
+    ({"DEPLOY_SHARED_FILES": "app/etc/env.php app/etc/config.php"}, ["app/etc/config.php"]),
+])
+def test_overlapping_or_per_release_shared_paths_are_refused(
+        tmp_path: Path, changes: dict, named: list[str]) -> None:
+    with pytest.raises(SettingsError) as err:
+        load({**BASE, **changes}, tmp_path)
+    for part in named:
+        assert part in str(err.value)
+
+
+@pytest.mark.parametrize(("changes", "key", "bad"), [
+    ({"DEPLOY_PATH": "//var"}, "DEPLOY_PATH", "//var"),
+    ({"DEPLOY_PATH": "/var/www/"}, "DEPLOY_PATH", "/var/www/"),
+    ({"DEPLOY_HOSTS": "web1 web2,web1"}, "DEPLOY_HOSTS", "web1"),
+    ({"DEPLOY_LOCALES": "en_us"}, "DEPLOY_LOCALES", "en_us"),
+    ({"DEPLOY_LOCALES": "adminhtml:en_US"}, "DEPLOY_LOCALES", "adminhtml:en_US"),
+    ({"DEPLOY_LOCALES": "backend:en_US en_US"}, "DEPLOY_LOCALES", "backend"),
+    ({"DEPLOY_THEMES": "Hyva"}, "DEPLOY_THEMES", "Hyva"),
+    ({"DEPLOY_THEMES": "frontend:none"}, "DEPLOY_THEMES", "none"),
+    ({"DEPLOY_STATIC_ARGS": "--theme=Magento/luma"}, "DEPLOY_STATIC_ARGS", "--theme"),
+    ({"DEPLOY_STATIC_ARGS": "--content-version 1"}, "DEPLOY_STATIC_ARGS", "--content-version"),
+    ({"DEPLOY_STATIC_ARGS": "--strategy 'compact"}, "DEPLOY_STATIC_ARGS", "compact"),
+])
+def test_more_bad_values_name_key_and_value(tmp_path: Path, changes: dict, key: str,
+                                            bad: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load({**BASE, **changes}, tmp_path)
+    assert key in str(err.value) and bad in str(err.value)
+
+
+def test_real_locales_themes_and_static_args_are_accepted(tmp_path: Path) -> None:
+    s = load({**BASE, "DEPLOY_LOCALES": "zh_Hans_CN sr_Latn_RS es_419 adminhtml:en_US",
+              "DEPLOY_THEMES": "frontend:Hyva/default adminhtml:none",
+              "DEPLOY_STATIC_ARGS": "--strategy=compact --no-html-minify",
+              "DEPLOY_PATH": "/var//www/shop/"}, tmp_path)
+    assert s.locales == ("zh_Hans_CN", "sr_Latn_RS", "es_419", "adminhtml:en_US")
+    assert s.themes == ("frontend:Hyva/default", "adminhtml:none")
+    assert s.static_args == ("--strategy=compact", "--no-html-minify")
+    assert s.deploy_path == "/var/www/shop"
