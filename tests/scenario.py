@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import shop
 from rig import Rig, WebHost
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FAB = str(Path(sys.executable).with_name("fab"))
 LOG = "/srv/log/magento.jsonl"
 FAULTS = "/srv/log/faults.json"
+DEADLINE = 60.0  # seconds a poll waits for a state before the test fails
+T = TypeVar("T")
 
 
 class Shop:
@@ -172,3 +175,99 @@ def watch(paths: list[Path], interval: float = 0.005) -> Iterator[dict[Path, boo
 
     with polling(check, interval):
         yield seen
+
+
+def eventually(check: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
+    """Poll ``check`` until it returns something truthy (returned); fail at the deadline.
+
+    For states the test waits for (a process gone, a daemon down): no fixed sleep, and a
+    slow machine only makes the test slower, never wrong.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.02)
+
+
+def running(host: WebHost, needle: str) -> list[int]:
+    """PIDs of the processes inside ``host`` (its own mount namespace, not the whole
+    machine where other rigs run too) whose command line contains ``needle``."""
+    found = []
+    for pid in host.pids():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if needle in argv.decode(errors="replace"):
+            found.append(pid)
+    return found
+
+
+@contextmanager
+def seen_while_running(host: WebHost, needle: str,
+                       look: Callable[[], T]) -> Iterator[list[T]]:
+    """Call ``look`` once while a command containing ``needle`` runs on ``host`` (hold
+    it there with a ``sleep`` fault); yields a list that then holds ``look``'s result.
+
+    The result is kept only if the command still ran after ``look`` returned, so what
+    ``look`` saw is the state *during* the command, not before or after it.
+    """
+    seen: list[T] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            pids = running(host, needle)
+            if pids:
+                result = look()
+                if set(pids) & set(running(host, needle)):
+                    seen.append(result)
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+class Gate:
+    """Holds a deploy at ``composer install`` on chosen hosts until the test opens it.
+
+    ``DEPLOY_COMPOSER`` becomes a script that waits for a file on its host, then runs
+    the real ``composer``; hosts not held get the file at once. The test can then act at
+    a known step (while the lock is held, before the switch) without guessing times.
+    """
+
+    SCRIPT = "/srv/log/composer-gate"
+    OPEN = "/srv/log/gate-open"
+
+    def __init__(self, rig: Rig, held: list[str]):
+        self.rig, self.held = rig, held
+        for host in rig.hosts:
+            script = host.inside(self.SCRIPT)
+            script.write_text(f"#!/bin/sh\nwhile [ ! -e {self.OPEN} ]; do sleep 0.02; done\n"
+                              'exec composer "$@"\n')
+            script.chmod(0o755)
+            if host.name not in held:
+                host.inside(self.OPEN).touch()
+
+    @property
+    def composer(self) -> str:
+        """The ``DEPLOY_COMPOSER`` value."""
+        return self.SCRIPT
+
+    def waiting(self, host: WebHost) -> bool:
+        """A deploy waits at the gate on ``host`` (its lock and preflight are done)."""
+        return bool(running(host, f"{self.SCRIPT} install"))
+
+    def open(self) -> None:
+        for name in self.held:
+            self.rig.host(name).inside(self.OPEN).touch()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from scenario import Shop, always_resolves, watch
+from scenario import Shop, always_resolves, seen_while_running, watch
 
 from tasks.deploy import DeployError
 from tasks.magento import DatabaseAheadError
@@ -31,7 +31,8 @@ def test_first_deploy_builds_links_and_switches_without_maintenance(one: Shop) -
     assert (path / "REVISION").read_text().strip() == one.commits[-1]
     assert (path / "vendor/autoload.php").is_file()
     assert (path / "generated/metadata").is_dir()
-    assert (path / "pub/static/deployed_version.txt").read_text().strip() == rel
+    version = (path / "pub/static/deployed_version.txt").read_text().strip()
+    assert version == rel.replace(".", "") and version.isdigit()
     assert (path / "pub/media").is_symlink()
     assert str((path / "app/etc/env.php").readlink()) == "/srv/shop/shared/app/etc/env.php"
     assert not (path / ".git").exists()
@@ -159,19 +160,48 @@ def test_old_releases_are_pruned_but_current_and_previous_kept(one: Shop) -> Non
     for n in range(4):
         one.commit(label=f"v{n + 2}")
         rels.append(one.deploy(keep_releases="2").release)
-    web1.sh(f"chmod -R a-w /srv/shop/releases/{rels[-1]}/generated")  # read-only files
+    assert one.releases(web1) == rels[-2:]
     one.commit(label="v9")
     rels.append(one.deploy(keep_releases="2").release)
     assert one.releases(web1) == rels[-2:]
     assert web1.inside(f"/srv/shop/history/{rels[0]}.json").exists(), "records survive pruning"
 
 
+def test_release_with_read_only_files_is_pruned_all_the_same(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    doomed = one.deploy(keep_releases="2").release
+    one.commit(label="v2")
+    kept = one.deploy(keep_releases="2").release
+    # Read-only directories, as some builds and vendor packages leave them: owned by the
+    # deploy user, so only its own `chmod -R u+w` lets `rm -rf` empty them.
+    web1.sh(f"chmod -R a-w /srv/shop/releases/{doomed}")
+    denied = web1.sh(f"rm -rf /srv/shop/releases/{doomed}/generated", user="deployer",
+                     check=False)
+    assert denied.returncode != 0, "the fixture must need `chmod u+w` to be removable"
+    assert web1.sh(f"stat -c %U /srv/shop/releases/{doomed}/generated").stdout.strip() == \
+        "deployer"
+    one.commit(label="v3")
+    summary = one.deploy(keep_releases="2")
+    assert one.releases(web1) == [kept, summary.release]
+    assert not one.release_path(web1, doomed).exists(), f"{doomed} was not removed"
+    assert any(doomed in note and "removed" in note for note in summary.notes), summary.text()
+    assert not any("prun" in w for w in summary.warnings), summary.warnings
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing(one: Shop) -> None:
     web1 = one.rig.host("web1")
+    before = sorted(str(p.relative_to(web1.inside("/srv")))
+                    for p in web1.inside("/srv").rglob("*"))
     result = one.fab("deploy", "--dry")
     assert result.returncode == 0, result.stderr
     assert "setup:static-content:deploy" in result.stdout and "setup:upgrade" in result.stdout
     assert one.releases(web1) == []
+    assert not one.lock_exists(web1), "a dry run took the lock"
+    assert not web1.inside("/srv/shop/repo.git").exists(), "a dry run fetched the mirror"
+    assert not web1.inside("/srv/shop/history").exists(), "a dry run wrote a record"
+    assert one.log(web1) == [], "a dry run ran bin/magento"
+    after = sorted(str(p.relative_to(web1.inside("/srv"))) for p in web1.inside("/srv").rglob("*"))
+    assert after == before
 
 
 @pytest.mark.parametrize(("key", "value"), [
@@ -228,3 +258,52 @@ def test_step_by_step_tasks_do_what_deploy_does(one: Shop) -> None:
     pruned = one.fab("-H", "web1", "prune-releases", "--dry")
     assert pruned.returncode == 0 and "nothing to prune" in pruned.stdout
     assert one.fab("-H", "web1", "db-status").stdout.strip().endswith("zero-downtime switch")
+
+
+def test_maintenance_allow_list_is_carried_into_the_new_release(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    live = one.deploy().release
+    web1.sh("cd /srv/shop/current && php bin/magento maintenance:allow-ips 10.1.2.3 10.9.0.0/16",
+            user="deployer")
+    allowed = one.release_path(web1, live, "var/.maintenance.ip").read_text()
+    assert allowed == "10.1.2.3,10.9.0.0/16"
+    one.commit(modules={"Shop_Catalog": "1.1.0"})
+    one.faults(web1, {"setup:upgrade": {"sleep": 3.0}})  # hold the window while we look
+
+    def new_release() -> tuple[bool, str | None]:
+        new = [r for r in one.releases(web1) if r != live]
+        ip = one.release_path(web1, new[0], "var/.maintenance.ip") if len(new) == 1 else None
+        flag = ip is not None and ip.with_name(".maintenance.flag").exists()
+        return flag, ip.read_text() if ip is not None and ip.exists() else None
+
+    with seen_while_running(web1, "setup:upgrade", new_release) as seen:
+        summary = one.deploy()
+    assert summary.path == "maintenance"
+    assert seen, "setup:upgrade was not seen running"
+    assert seen[0] == (True, allowed), "the new release lacked the flag or the allow list"
+    status = web1.sh("cd /srv/shop/current && php bin/magento maintenance:status",
+                     user="deployer").stdout
+    assert one.live(web1) == summary.release
+    assert "List of exempt IP-addresses: 10.1.2.3 10.9.0.0/16" in status, status
+
+
+def test_prune_releases_task_removes_for_real_and_only_says_so_when_dry(one: Shop) -> None:
+    web1 = one.rig.host("web1")
+    rels = []
+    for n in range(4):
+        one.commit(label=f"v{n + 2}")
+        rels.append(one.deploy(keep_releases="10").release)
+    assert one.releases(web1) == rels
+    dry = one.fab("-H", "web1", "prune-releases", "--dry", keep_releases="1")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"would remove {rels[0]}, {rels[1]}" in dry.stdout
+    assert one.releases(web1) == rels
+    real = one.fab("-H", "web1", "prune-releases", keep_releases="1")
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert f"removed {rels[0]}, {rels[1]}" in real.stdout
+    # keep=1 keeps the newest; the one before it is current's rollback target
+    assert one.releases(web1) == rels[2:]
+    assert one.live(web1) == rels[3]
+    assert not one.lock_exists(web1)
+    again = one.fab("-H", "web1", "prune-releases", keep_releases="1")
+    assert again.returncode == 0 and "nothing to prune" in again.stdout
