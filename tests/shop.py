@@ -190,8 +190,13 @@ def env_php(
     mode: str = "production",
     cache_dir: Path | str | None = None,
     id_prefix: str | None = "40d_",
+    static_content_on_demand_in_production: bool = False,
 ) -> str:
     """Text of the shared ``app/etc/env.php``.
+
+    ``static_content_on_demand_in_production``: Magento's env.php flag that lets
+    ``pub/static.php`` publish missing files in production mode (off by default, as in
+    Magento: production then answers 404 for any static file not deployed).
 
     The cache backend is a directory (think Redis): ``<cache_dir>/cache`` and
     ``<cache_dir>/page_cache``, by default next to the database, i.e. shared by every
@@ -222,6 +227,8 @@ def env_php(
         "cache": {"frontend": {"default": frontend("cache"), "page_cache": frontend("page_cache")}},
         "deployment": {"blue_green": {"enabled": bool(blue_green)}},
     }
+    if static_content_on_demand_in_production:
+        env["static_content_on_demand_in_production"] = 1
     fake = {k: str(v) for k, v in (("command_log", command_log), ("faults", faults)) if v}
     if fake:
         env["fake"] = fake
@@ -354,32 +361,47 @@ def write_faults(path: Path | str, faults: dict) -> None:
 
 
 _HARNESS = r"""
-[$script, $index, $remote, $uri] = $argv;
+[$script, $entry, $remote, $uri] = $argv;
 $_SERVER['REMOTE_ADDR'] = $remote;
 $_SERVER['REQUEST_URI'] = $uri;
-$_SERVER['SCRIPT_NAME'] = '/index.php';
+$_SERVER['SCRIPT_NAME'] = '/' . basename($entry);
 $_SERVER['HTTP_HOST'] = 'localhost';
+parse_str((string)parse_url($uri, PHP_URL_QUERY), $_GET);
 register_shutdown_function(static function (): void {
-    fwrite(STDERR, "\n@@status=" . (int)http_response_code() . "\n");
+    $code = http_response_code();  // false in the CLI until a script sets one
+    fwrite(STDERR, "\n@@status=" . ($code === false ? 200 : $code) . "\n");
 });
-chdir(dirname($index));
-require $index;
+chdir(dirname($entry));
+require $entry;
 """
+
+
+def run_pub(release: Path | str, script: str = "index.php", *, uri: str = "/",
+            remote_addr: str = "127.0.0.1", php: str = "php") -> tuple[int, str]:
+    """Run ``<release>/pub/<script>`` with the PHP CLI as a web request for ``uri``;
+    return (HTTP status, body). ``$_GET`` comes from ``uri``'s query string.
+
+    For tests without a web server: through nginx + php-fpm the same answer comes back.
+    """
+    entry = Path(release) / "pub" / script
+    proc = subprocess.run([php, "-r", _HARNESS, str(entry), remote_addr, uri],
+                          capture_output=True, text=True, timeout=30)
+    match = re.search(r"@@status=(\d+)", proc.stderr)
+    if match is None:
+        raise RuntimeError(f"{script} did not finish (exit {proc.returncode}): {proc.stderr}")
+    return int(match.group(1)), proc.stdout
 
 
 def storefront(release: Path | str, *, remote_addr: str = "127.0.0.1", uri: str = "/",
                php: str = "php") -> tuple[int, str]:
-    """Run ``<release>/pub/index.php`` with the PHP CLI; return (HTTP status, body).
+    """Run ``<release>/pub/index.php`` with the PHP CLI; return (HTTP status, body)."""
+    return run_pub(release, "index.php", uri=uri, remote_addr=remote_addr, php=php)
 
-    For tests without a web server. Through nginx + php-fpm the same page comes back.
-    """
-    index = Path(release) / "pub" / "index.php"
-    proc = subprocess.run([php, "-r", _HARNESS, str(index), remote_addr, uri],
-                          capture_output=True, text=True, timeout=30)
-    match = re.search(r"@@status=(\d+)", proc.stderr)
-    if match is None:
-        raise RuntimeError(f"storefront did not finish (exit {proc.returncode}): {proc.stderr}")
-    return int(match.group(1)), proc.stdout
+
+def stylesheet_url(body: str) -> str | None:
+    """The first ``/static/`` stylesheet a page links (what a browser fetches next)."""
+    match = re.search(r'<link\b[^>]*\bhref="(/static/[^"]+)"', body)
+    return html.unescape(match.group(1)) if match else None
 
 
 def page_text(body: str) -> str:

@@ -359,20 +359,82 @@ def test_static_content_deploy_refuses_outside_production_without_force(site: Si
     assert (site.release("1") / "pub/static/deployed_version.txt").read_text().isdigit()
 
 
-def test_di_compile(site: Site) -> None:
-    cache = site.root / "db/cache/cache"
-    (cache / "40d_config--something").write_text("x")
-    (cache / "abc_config--other_prefix").write_text("x")
+def test_di_compile_cleans_every_frontend_of_its_prefix_like_magento(site: Site) -> None:
+    """Magento's DiCompileCommand calls App\\Cache::clean() without tags: every frontend
+    of the pool, every entry tagged with the frontend's id-prefixed MAGE tag. With the
+    id_prefix shared by every release (as env.php has it), that is the live shop's cache."""
+    cache, page_cache = site.root / "db/cache/cache", site.root / "db/cache/page_cache"
+    ours = [cache / "40d_config--db_is_up_to_date", cache / "40d_layout--x",
+            cache / "40d_translate--y", page_cache / "40d_full_page--home"]
+    theirs = [cache / "abc_config--other_prefix", page_cache / "abc_full_page--other"]
+    for entry in ours + theirs:
+        entry.write_text("x")
     proc = site.magento("setup:di:compile")
-    assert proc.returncode == 0
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "Compilation was started."
     assert lines[-1] == "Generated code and dependency injection configuration successfully."
-    assert (site.release("1") / "generated/metadata/global.php").is_file()
-    generated = site.release("1") / "generated"
-    assert (generated / "code/Shop/Catalog/Model/Config/Interceptor.php").is_file()
-    assert not (cache / "40d_config--something").exists()  # this prefix's entries cleaned
-    assert (cache / "abc_config--other_prefix").exists()
+    assert [e.name for e in ours if e.exists()] == []
+    assert [e.name for e in theirs if e.exists()] == [e.name for e in theirs]
+
+
+def test_di_compile_generates_loadable_interceptors_and_factories(site: Site) -> None:
+    release = site.release("1")
+    (release / "generated/metadata").mkdir(parents=True, exist_ok=True)
+    (release / "generated/metadata/stale.php").write_text("<?php return [];")
+    assert site.magento("setup:di:compile").returncode == 0
+    assert sorted(p.name for p in (release / "generated/metadata").iterdir()) == [
+        "adminhtml.php", "crontab.php", "frontend.php", "global.php", "primary.php",
+        "webapi_rest.php"]
+    code = sorted(str(p.relative_to(release / "generated/code"))
+                  for p in (release / "generated/code").rglob("*.php"))
+    assert code == ["Shop/Catalog/Model/Product/Interceptor.php",
+                    "Shop/Catalog/Model/ProductFactory.php"]
+    # Loadable through composer.json's PSR-0 mapping (no class map needed), plugin applied.
+    script = ('require "vendor/autoload.php"; $p = (new Shop\\Checkout\\Model\\Cart('
+              'new Shop\\Catalog\\Model\\ProductFactory()))->add(" ball "); '
+              'echo get_class($p), "|", $p->getName();')
+    proc = subprocess.run(["php", "-r", script], cwd=release, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.stdout == "Shop\\Catalog\\Model\\Product\\Interceptor|ball (plugin)", proc.stderr
+
+
+def test_di_compile_skips_disabled_modules(site: Site) -> None:
+    config = shop.read_config_php(site.release("1"))
+    config["modules"]["Shop_Checkout"] = 0
+    (site.release("1") / shop.CONFIG_FILE).write_text(shop.php_export(config))
+    assert site.magento("setup:di:compile").returncode == 0
+    # The factory is asked for by Shop_Checkout only: disabled, nothing generates it.
+    generated = site.release("1") / "generated/code/Shop/Catalog/Model"
+    assert (generated / "Product/Interceptor.php").is_file()
+    assert not (generated / "ProductFactory.php").exists()
+
+
+INTERCEPTOR = "Shop\\\\Catalog\\\\Model\\\\Product\\\\Interceptor"  # as var_export writes it
+
+
+def classmap(release: Path) -> str:
+    return (release / "vendor/composer/autoload_classmap.php").read_text()
+
+
+@pytest.mark.parametrize("order", ["di:compile first", "dump-autoload first"])
+def test_optimized_class_map_has_generated_classes_only_after_di_compile(
+    site: Site, order: str
+) -> None:
+    """The build order docs/deploy.md promises: ``composer dump-autoload -o`` after
+    ``setup:di:compile``, so the class map lists the generated classes. Swapped, the map
+    is written while generated/code is empty and misses them: this must show."""
+    release = site.release("1")
+    steps = [lambda: site.magento("setup:di:compile"),
+             lambda: composer(release, "dump-autoload", "-o", "--no-dev")]
+    for step in steps if order == "di:compile first" else steps[::-1]:
+        proc = step()
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (release / "generated/code/Shop/Catalog/Model/Product/Interceptor.php").is_file()
+    listed = {"Interceptor": INTERCEPTOR in classmap(release),
+              "Factory": "Shop\\\\Catalog\\\\Model\\\\ProductFactory" in classmap(release)}
+    expected = order == "di:compile first"
+    assert listed == {"Interceptor": expected, "Factory": expected}, classmap(release)
 
 
 def test_cache_commands(site: Site) -> None:
@@ -519,3 +581,55 @@ def test_storefront_not_installed(site: Site) -> None:
     status, body = site.page()
     assert status == 500
     assert "Application is not installed yet." in shop.page_text(body)
+
+
+# --------------------------------------------------------------------------- pub/ entry points
+
+
+STYLES = "frontend/Magento/luma/en_US/css/styles-m.css"
+
+
+def static_php(site: Site, resource: str) -> tuple[int, str]:
+    """pub/static.php as nginx's fallback calls it: ``/static.php?resource=<resource>``."""
+    return shop.run_pub(site.current, "static.php", uri=f"/static.php?resource={resource}")
+
+
+def test_static_php_in_production_answers_404_and_publishes_nothing(site: Site) -> None:
+    """Magento's StaticResource: production mode without static_content_on_demand_in_
+    production gives 404 at once. A mis-versioned asset URL therefore stays broken."""
+    site.magento("setup:static-content:deploy", "--content-version=1", "-t", "Magento/blank")
+    for resource in (STYLES, f"version1.2/{STYLES}", "nonsense"):
+        assert static_php(site, resource) == (404, "")
+    assert not (site.release("1") / "pub/static/frontend/Magento/luma").exists()
+
+
+def test_static_php_publishes_on_demand_outside_production(site: Site) -> None:
+    site.write_env(mode="default")
+    status, body = static_php(site, STYLES)
+    assert status == 200
+    published = site.release("1") / "pub/static" / STYLES
+    assert published.read_text() == body and "frontend/Magento/luma/en_US" in body
+    # Unknown theme, file no theme produces, too few parts: Magento's 404 page.
+    for resource in ("frontend/Magento/nope/en_US/css/styles-m.css",
+                     "frontend/Magento/luma/en_US/css/unknown.css", "frontend/Magento/luma/x"):
+        status, body = static_php(site, resource)
+        assert (status, "404 error: Page not found." in body) == (404, True), resource
+    site.write_env(mode="production", static_content_on_demand_in_production=True)
+    published.unlink()
+    assert static_php(site, STYLES)[0] == 200 and published.is_file()
+    assert static_php(site, "frontend/Magento/luma")[0] == 404  # unparsable: plain 404
+    site.write_env(mode="developer")
+    status, body = static_php(site, "frontend/Magento/luma/x")
+    assert (status, body) == (404, "Requested path 'frontend/Magento/luma/x' is wrong.\n")
+
+
+def test_errors_404_and_get_php(site: Site) -> None:
+    status, body = shop.run_pub(site.current, "errors/404.php", uri="/nowhere.php")
+    assert status == 404
+    assert "404 error: Page not found." in shop.page_text(body)
+    media = site.release("1") / "pub/media/catalog/a.txt"
+    media.parent.mkdir(parents=True)
+    media.write_text("image\n")
+    assert shop.run_pub(site.current, "get.php", uri="/media/catalog/a.txt") == (200, "image\n")
+    assert shop.run_pub(site.current, "get.php", uri="/media/catalog/b.jpg") == (404, "")
+    assert shop.run_pub(site.current, "get.php", uri="/media/../app/etc/env.php")[0] == 404

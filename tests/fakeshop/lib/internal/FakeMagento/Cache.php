@@ -10,7 +10,12 @@
  *    see each other's entries;
  *  - clean(types) removes this prefix's entries of those types (cleaning by tag);
  *  - flush(types) wipes the whole storage of the frontends holding those types, every
- *    prefix included (Manager::flush() -> backend clean(ALL), e.g. Redis FLUSHDB).
+ *    prefix included (Manager::flush() -> backend clean(ALL), e.g. Redis FLUSHDB);
+ *  - cleanAll() is App\Cache::clean() without tags (what setup:di:compile calls): every
+ *    frontend of the pool (default, page_cache, any other in env.php) is cleaned in mode
+ *    ALL, which the TagScope('MAGE') decorator of app/etc/di.xml narrows to "entries
+ *    tagged MAGE", a tag Cache\Core prefixes with the frontend's id_prefix. So: every
+ *    entry of this prefix, of every type, in every frontend; other prefixes survive.
  * Entries are files named "<prefix><type>--<key>".
  */
 declare(strict_types=1);
@@ -54,6 +59,26 @@ final class Cache
             $prefix = $this->prefix(self::frontendOf($type)) . $type . '--';
             $this->unlinkAll($this->dir(self::frontendOf($type)), $prefix);
         }
+    }
+
+    /** App\Cache::clean() with no tags: every frontend, this application's id prefix. */
+    public function cleanAll(): void
+    {
+        foreach ($this->frontends() as $frontend) {
+            $this->unlinkAll($this->dir($frontend), $this->prefix($frontend));
+        }
+    }
+
+    /**
+     * Frontend ids of Cache\Frontend\Pool: 'default', 'page_cache' (app/etc/di.xml) and
+     * whatever env.php adds under cache/frontend.
+     * @return string[]
+     */
+    public function frontends(): array
+    {
+        $configured = $this->config->get('cache/frontend');
+        $ids = array_merge(['default', 'page_cache'], is_array($configured) ? array_keys($configured) : []);
+        return array_values(array_unique(array_map('strval', $ids)));
     }
 
     /** @param string[] $types */

@@ -74,25 +74,56 @@ final class StaticContent
     public function deployPackage(string $area, string $theme, string $locale, string $stamp, array $skip): int
     {
         $dir = "{$this->bp}/pub/static/{$area}/{$theme}/{$locale}";
-        $files = [];
-        if (empty($skip['no-css'])) {
-            $sheets = $area === 'frontend' ? ['styles-m.css', 'styles-l.css'] : ['styles.css'];
-            foreach ($sheets as $sheet) {
-                $files["css/{$sheet}"] = "/* {$area}/{$theme}/{$locale} {$stamp} */\nbody { margin: 0; }\n";
-            }
-            $less = "{$this->bp}/var/view_preprocessed/pub/static/{$area}/{$theme}/{$locale}/css/{$sheets[0]}";
-            $this->write(substr($less, 0, -4) . '.less', "// source of {$sheets[0]} ({$stamp})\n");
+        $files = self::packageFiles($area, $theme, $locale, $stamp);
+        if (!empty($skip['no-css'])) {
+            $files = array_filter($files, static fn (string $path): bool => !str_starts_with($path, 'css/'), ARRAY_FILTER_USE_KEY);
+        } else {
+            $sheet = array_key_first($files);
+            $less = "{$this->bp}/var/view_preprocessed/pub/static/{$area}/{$theme}/{$locale}/{$sheet}";
+            $this->write(substr($less, 0, -4) . '.less', '// source of ' . basename($sheet) . " ({$stamp})\n");
         }
-        if (empty($skip['no-javascript'])) {
-            $files['requirejs-config.js'] = "(function(require){ /* {$stamp} */ })(require);\n";
+        if (!empty($skip['no-javascript'])) {
+            unset($files['requirejs-config.js']);
         }
-        if (empty($skip['no-misc'])) {
-            $files['js-translation.json'] = "[]\n";
+        if (!empty($skip['no-misc'])) {
+            unset($files['js-translation.json']);
         }
         foreach ($files as $path => $content) {
             $this->write("{$dir}/{$path}", $content);
         }
         return count($files);
+    }
+
+    /**
+     * The files of one package, path inside it => content: what a theme's sources compile
+     * to (styles-m/styles-l for the storefront, styles for the admin).
+     * @return array<string, string>
+     */
+    public static function packageFiles(string $area, string $theme, string $locale, string $stamp): array
+    {
+        $files = [];
+        foreach ($area === 'frontend' ? ['styles-m.css', 'styles-l.css'] : ['styles.css'] as $sheet) {
+            $files["css/{$sheet}"] = "/* {$area}/{$theme}/{$locale} {$stamp} */\nbody { margin: 0; }\n";
+        }
+        $files['requirejs-config.js'] = "(function(require){ /* {$stamp} */ })(require);\n";
+        $files['js-translation.json'] = "[]\n";
+        return $files;
+    }
+
+    /**
+     * StaticResource publishing one file on demand (developer/default mode, or production
+     * with static_content_on_demand_in_production): writes it to pub/static like the
+     * deploy would and returns its path; null when no theme source produces it.
+     */
+    public function publish(string $area, string $theme, string $locale, string $file, string $stamp): ?string
+    {
+        $files = self::packageFiles($area, $theme, $locale, $stamp);
+        if (!isset($files[$file])) {
+            return null;
+        }
+        $target = "{$this->bp}/pub/static/{$area}/{$theme}/{$locale}/{$file}";
+        $this->write($target, $files[$file]);
+        return $target;
     }
 
     private function write(string $file, string $content): void

@@ -1,7 +1,7 @@
 <?php
 /**
- * pub/errors (Magento\Framework\Error\Processor, skin "default"): the 503 maintenance page
- * and the error report page. pub/errors/local.xml <report><action>print</action> shows
+ * pub/errors (Magento\Framework\Error\Processor, skin "default"): the 503 maintenance page,
+ * the 404 page and the error report page. pub/errors/local.xml <report><action>print</action> shows
  * the exception message (HTML-escaped, like Magento) instead of "Exception printing is
  * disabled by default for security reasons."
  */
@@ -22,6 +22,18 @@ final class ErrorPages
             . "    <div class=\"page-title\">\n        <h1>Service Temporarily Unavailable</h1>\n    </div>\n"
             . '    <p>The server is temporarily unable to service your request due to maintenance downtime or'
             . " capacity problems. Please try again later.</p>\n</div>"
+        );
+    }
+
+    /** Processor::process404() (pub/errors/404.php, skin "default"). */
+    public static function render404(): void
+    {
+        http_response_code(404);
+        header('Content-Type: text/html; charset=UTF-8');
+        echo self::page(
+            'Error 404: Not Found',
+            "<div id=\"main\" class=\"col-main\">\n    <div class=\"page-title\">\n"
+            . "        <h1>404 error: Page not found.</h1>\n    </div>\n</div>"
         );
     }
 

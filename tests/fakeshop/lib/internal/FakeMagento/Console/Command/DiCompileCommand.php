@@ -1,15 +1,17 @@
 <?php
 /**
  * setup:di:compile (Magento\Setup\Console\Command\DiCompileCommand, 2.4): needs the module
- * list in config.php (not the DB); cleans the application cache (env.php's cache backend,
- * this release's id prefix), deletes var/cache and generated/metadata, then writes
- * generated/code and generated/metadata.
+ * list in config.php (not the DB); first cleans the application cache the way Magento's
+ * `$objectManager->get(\Magento\Framework\App\Cache::class)->clean()` does (see
+ * Cache::cleanAll(): every frontend of env.php's backend, every entry of the configured
+ * id prefix; with a shared backend and id_prefix that is the LIVE shop's cache); deletes
+ * var/cache and generated/metadata; then writes generated/code (interceptors, factories)
+ * and generated/metadata for the enabled modules only.
  */
 declare(strict_types=1);
 
 namespace FakeMagento\Console\Command;
 
-use FakeMagento\Cache;
 use FakeMagento\Console\Input;
 use FakeMagento\Console\Output;
 use FakeMagento\Console\SetupCommand;
@@ -47,7 +49,7 @@ final class DiCompileCommand extends SetupCommand
             return self::FAILURE;
         }
         $started = microtime(true);
-        $shop->cache->clean(array_diff(Cache::TYPES, ['full_page']));
+        $shop->cache->cleanAll();
         Generated::remove($shop->bp . '/var/cache');
         Generated::remove($shop->bp . '/generated/metadata');
         $output->writeln('<info>Compilation was started.</info>');
@@ -64,7 +66,7 @@ final class DiCompileCommand extends SetupCommand
                 sprintf('%.1f MiB', memory_get_usage(true) / 1048576)
             ));
         }
-        (new Generated($shop->bp))->compile($shop->modules->enabledNames(), $shop->label());
+        (new Generated($shop->bp))->compile($shop->modules->enabled(), $shop->label());
         $output->writeln('');
         $output->writeln('<info>Generated code and dependency injection configuration successfully.</info>');
         return self::SUCCESS;
