@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import pytest
-from scenario import Shop
+from rig import WebHost
+from scenario import Gate, Shop, eventually, running, seen_while_running
 
 from tasks.deploy import DeployError
 
@@ -29,7 +29,7 @@ def test_one_release_everywhere_switched_after_every_build(fleet: Shop) -> None:
     rel = lives.pop()
     for host in hosts:
         static = fleet.release_path(host, rel, "pub/static/deployed_version.txt")
-        assert static.read_text().strip() == rel, "same --content-version on every host"
+        assert static.read_text().strip() == rel.replace(".", ""), "same version on every host"
     last_build = max(e["t"] for h in hosts for e in fleet.log(h)
                      if e["cmd"] == "setup:static-content:deploy")
     first_switch = min(h.inside("/srv/shop/current").lstat().st_mtime for h in hosts)
@@ -39,16 +39,62 @@ def test_one_release_everywhere_switched_after_every_build(fleet: Shop) -> None:
         assert name in result.stdout
 
 
-def test_schema_release_upgrades_once_on_the_primary(fleet: Shop) -> None:
-    fleet.deploy()
+def test_schema_release_upgrades_once_on_the_primary_with_every_host_in_maintenance(
+        fleet: Shop) -> None:
+    live = fleet.deploy().release
     fleet.commit(modules={"Shop_Checkout": "2.1.0"})
-    summary = fleet.deploy(primary="web2")
+    web2 = fleet.rig.host("web2")
+    fleet.faults(web2, {"setup:upgrade": {"sleep": 3.0}})  # hold the window while we look
+
+    def flags() -> dict[str, tuple[bool, bool]]:
+        """Per host: maintenance flag in the live release, in the new release."""
+        state = {}
+        for host in fleet.rig.hosts:
+            new = [r for r in fleet.releases(host) if r != live]
+            state[host.name] = (
+                fleet.release_path(host, live, "var/.maintenance.flag").exists(),
+                len(new) == 1
+                and fleet.release_path(host, new[0], "var/.maintenance.flag").exists())
+        return state
+
+    with seen_while_running(web2, "setup:upgrade", flags) as seen:
+        summary = fleet.deploy(primary="web2")
     assert summary.path == "maintenance"
+    assert seen, "setup:upgrade was not seen running on web2"
+    assert seen[0] == {name: (True, True) for name in ("web1", "web2", "web3")}, \
+        "(live, new) release flags during setup:upgrade"
     counts = {h.name: fleet.commands(h).count("setup:upgrade") for h in fleet.rig.hosts}
     assert counts == {"web1": 0, "web2": 1, "web3": 0}
     for host in fleet.rig.hosts:
         assert fleet.live(host) == summary.release
         assert not fleet.release_path(host, summary.release, "var/.maintenance.flag").exists()
+        assert not fleet.release_path(host, live, "var/.maintenance.flag").exists()
+
+
+@pytest.mark.parametrize("change", [{"label": "v2"}, {"modules": {"Shop_Checkout": "2.1.0"}}],
+                         ids=["code-only", "schema"])
+def test_cache_is_flushed_once_on_the_primary_after_every_host_switched(
+        fleet: Shop, change: dict) -> None:
+    fleet.deploy()
+    fleet.commit(**change)
+    hosts = fleet.rig.hosts
+    before = {h.name: len(fleet.log(h)) for h in hosts}
+    summary = fleet.deploy(primary="web3")
+    flushes = {h.name: [e for e in fleet.log(h)[before[h.name]:] if e["cmd"] == "cache:flush"]
+               for h in hosts}
+    assert {name: len(f) for name, f in flushes.items()} == {"web1": 0, "web2": 0, "web3": 1}
+    flush = flushes["web3"][0]
+    assert flush["exit"] == 0
+    assert flush["bp"].endswith(f"/releases/{summary.release}")
+    # `current` is a new link renamed into place: its mtime is when that host switched
+    switched = {h.name: h.inside("/srv/shop/current").lstat().st_mtime for h in hosts}
+    assert all(fleet.live(h) == summary.release for h in hosts)
+    late = {name: t for name, t in switched.items() if t > flush["t_start"]}
+    assert not late, f"cache:flush started before the switch on {sorted(late)}"
+    if change.get("modules"):
+        upgrade = next(e for e in fleet.log(hosts[2])[before["web3"]:]
+                       if e["cmd"] == "setup:upgrade")
+        assert upgrade["t"] <= flush["t_start"]
 
 
 def test_build_failure_on_one_host_switches_nobody(fleet: Shop) -> None:
@@ -71,26 +117,22 @@ def test_build_failure_on_one_host_switches_nobody(fleet: Shop) -> None:
 def test_switch_failure_on_one_host_puts_every_host_back(fleet: Shop) -> None:
     live = fleet.deploy().release
     fleet.commit(label="v2")
-    web1, web3 = fleet.rig.host("web1"), fleet.rig.host("web3")
-    fleet.faults(web1, {"app:config:status": {"sleep": 2.0}})  # the moment to break web3
+    web3 = fleet.rig.host("web3")
+    gate = Gate(fleet.rig, held=["web3"])  # web3's build waits: lock and preflight are done
 
     def break_web3() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any(e["cmd"] == "setup:db:status" and e["t"] > started
-                   for e in fleet.log(web1)):
-                web3.sh("chmod 0555 /srv/shop")  # deployer can no longer create the link
-                return
-            time.sleep(0.02)
+        eventually(lambda: gate.waiting(web3), "web3 waiting at composer install")
+        web3.sh("chmod 0555 /srv/shop")  # deployer can no longer create the link
+        gate.open()
 
-    started = time.time()
     breaker = threading.Thread(target=break_web3)
     breaker.start()
     try:
         with pytest.raises(DeployError, match=r"(?s)switch failed on web3.*back on its previous"):
-            fleet.deploy()
+            fleet.deploy(composer=gate.composer)
     finally:
         breaker.join()
+        gate.open()
         web3.sh("chmod 0755 /srv/shop")
     for host in fleet.rig.hosts:
         assert fleet.live(host) == live, f"{host.name} not back on {live}"
@@ -149,15 +191,12 @@ def test_ctrl_c_during_a_three_host_build_leaves_every_host_as_it_was(fleet: Sho
     for host in fleet.rig.hosts:
         fleet.faults(host, {"setup:di:compile": {"sleep": 30.0}})
     proc = fleet.fab_background("deploy")
-    deadline = time.monotonic() + 60
-    web1 = fleet.rig.host("web1")
-    while time.monotonic() < deadline:
-        running = web1.sh("ps -eo args").stdout.count("setup:di:compile")
-        if running >= 3:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the three builds did not reach di:compile")
+    try:
+        eventually(lambda: all(running(h, "setup:di:compile") for h in fleet.rig.hosts),
+                   "the three builds in di:compile")
+    except AssertionError:
+        proc.kill()
+        raise
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=30)[0]
     assert proc.returncode == 130, out
@@ -165,8 +204,8 @@ def test_ctrl_c_during_a_three_host_build_leaves_every_host_as_it_was(fleet: Sho
         assert fleet.live(host) == live
         assert fleet.releases(host) == [live]
         assert not fleet.lock_exists(host)
-    time.sleep(0.3)
-    assert "setup:di:compile" not in web1.sh("ps -eo args").stdout
+        eventually(lambda h=host: not running(h, "setup:di:compile"),
+                   f"the interrupted build stopped on {host.name}")
 
 
 def test_releases_table_is_shared_and_disagreement_is_loud(fleet: Shop) -> None:
@@ -187,8 +226,94 @@ def test_unreachable_host_is_named_and_no_host_is_touched(fleet: Shop) -> None:
     web1 = fleet.rig.host("web1")
     web3 = fleet.rig.host("web3")
     os.kill(web3.daemon_pid("sshd"), signal.SIGTERM)  # web3's sshd is down
-    time.sleep(0.2)
+    eventually(lambda: web3.daemon_pid("sshd") is None, "web3's sshd gone")
     result = fleet.fab("deploy", "--hosts=web1,web3", timeout=60)
     assert result.returncode == 1
     assert "[web3] connect failed" in result.stderr, result.stderr
     assert fleet.releases(web1) == [] and not fleet.lock_exists(web1)
+
+
+def test_opcache_flush_failing_on_one_host_keeps_the_old_release_in_maintenance_there(
+        fleet: Shop) -> None:
+    live = fleet.deploy().release
+    fleet.commit(modules={"Shop_Catalog": "1.1.0"})
+    web2 = fleet.rig.host("web2")
+    web2.inside("/srv/log/opcache-broken").touch()
+    result = fleet.fab("deploy", "--quiet", opcache="command",
+                       opcache_command="test ! -e /srv/log/opcache-broken")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    verdict = [line for line in result.stderr.splitlines() if "not flushed on" in line]
+    assert len(verdict) == 1 and verdict[0].split("not flushed on")[1].split(":")[0].strip() \
+        == "web2", result.stderr
+    new = fleet.live(web2)
+    assert new not in (None, live)
+    for host in fleet.rig.hosts:
+        assert fleet.live(host) == new, "the release is live everywhere"
+        assert not fleet.release_path(host, new, "var/.maintenance.flag").exists()
+        old_flag = fleet.release_path(host, live, "var/.maintenance.flag").exists()
+        assert old_flag == (host is web2), f"{host.name}: old release flag {old_flag}"
+        assert not fleet.lock_exists(host)
+
+
+def php_wrapper(host: WebHost, after_static_content: str = "") -> str:
+    """``DEPLOY_PHP`` for a host: the real php, then (after static content) a sabotage."""
+    wrapper = host.inside("/srv/log/php")
+    sabotage = after_static_content or ":"
+    wrapper.write_text('#!/bin/sh\nphp "$@" || exit $?\n'
+                       f'case "$*" in *setup:static-content:deploy*) {sabotage};; esac\n')
+    wrapper.chmod(0o755)
+    return "/srv/log/php"
+
+
+@pytest.mark.parametrize("sabotage", [
+    "echo 20000101000000000 > pub/static/deployed_version.txt",
+    "rm -rf generated/metadata",
+], ids=["wrong-static-version", "generated-missing"])
+def test_build_that_finishes_but_fails_verification_on_one_host_switches_nobody(
+        fleet: Shop, sabotage: str) -> None:
+    live = fleet.deploy().release
+    fleet.commit(label="v2", modules={"Shop_Catalog": "1.1.0"})
+    web2 = fleet.rig.host("web2")
+    for host in fleet.rig.hosts:
+        php = php_wrapper(host, sabotage if host is web2 else "")
+    before = {h.name: len(fleet.log(h)) for h in fleet.rig.hosts}
+    with pytest.raises(DeployError) as err:
+        fleet.deploy(php=php)
+    message = str(err.value)
+    assert "web2" in message and "web1" not in message and "web3" not in message, message
+    for host in fleet.rig.hosts:
+        commands = [e["cmd"] for e in fleet.log(host)[before[host.name]:]]
+        assert "setup:static-content:deploy" in commands, f"{host.name} did not build"
+        assert "setup:db:status" not in commands and "setup:upgrade" not in commands
+        assert fleet.live(host) == live
+        assert fleet.releases(host) == [live], f"{host.name} kept the unverified release"
+        assert not fleet.release_path(host, live, "var/.maintenance.flag").exists()
+        assert not fleet.lock_exists(host)
+
+
+def test_current_as_a_real_directory_is_refused_before_anything_changes(fleet: Shop) -> None:
+    live = fleet.deploy().release
+    web2 = fleet.rig.host("web2")
+    web2.sh(f"cd /srv/shop && rm current && cp -a releases/{live} current", user="deployer")
+    new_commit = fleet.commit(label="v2")
+
+    def state(host: WebHost) -> tuple:
+        return (fleet.releases(host), sorted(p.name for p in host.inside("/srv/shop/history")
+                                            .iterdir()), len(fleet.log(host)))
+
+    before = {h.name: state(h) for h in fleet.rig.hosts}
+    result = fleet.fab("deploy", "--quiet")
+    assert result.returncode == 1, result.stdout
+    assert "[web2] /srv/shop/current is a real directory" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    for host in fleet.rig.hosts:
+        assert state(host) == before[host.name], f"{host.name} changed"
+        assert not fleet.lock_exists(host)
+        fetched = host.sh(f"git -C /srv/shop/repo.git cat-file -e {new_commit}", user="deployer",
+                          check=False)
+        assert fetched.returncode != 0, f"{host.name} fetched the new commit"
+        if host is not web2:
+            assert fleet.live(host) == live
+    current = web2.inside("/srv/shop/current")
+    assert current.is_dir() and not current.is_symlink()
