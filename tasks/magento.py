@@ -121,7 +121,8 @@ def maintenance_on(host: Host, settings: Settings, releases: list[str]) -> None:
     first = q(f"{settings.release_dir(releases[0])}/var/.maintenance.ip")
     for rel in releases[1:]:
         ip = q(f"{settings.release_dir(rel)}/var/.maintenance.ip")
-        cmds.append(f"if [ -f {first} ]; then cp -p {first} {ip}; fi")
+        # Deployer shares var/.maintenance.ip: then both are one file, nothing to copy.
+        cmds.append(f"if [ -f {first} ] && ! [ {first} -ef {ip} ]; then cp -p {first} {ip}; fi")
     host.run(" && ".join(cmds), step="maintenance on", echo=False)
 
 

@@ -106,3 +106,22 @@ def test_rollback_is_refused_across_a_schema_release_after_adoption(web_rig1) ->
     refused = shop.fab("rollback", opcache="fcgi")
     assert refused.returncode == 1 and "changed the database" in refused.stderr
     assert visit(shop, web1) == ("B", 200)
+
+
+@pytest.mark.real_hosts(web=False)
+def test_deployers_shared_maintenance_ip_survives_a_schema_deploy(rig1) -> None:
+    """Deployer's recipe shares ``var/.maintenance.ip``: live and new release then hold
+    one file, which must not be "copied onto itself" (cp fails: same file)."""
+    shop = Shop(rig1)
+    web1 = rig1.host("web1")
+    shared = {"shared_files": "app/etc/env.php var/.maintenance.ip"}
+    ip = web1.inside("/srv/shop/shared/var/.maintenance.ip")
+    ip.parent.mkdir(parents=True, exist_ok=True)
+    ip.write_text("10.0.0.1,192.168.1.20")
+    web1.sh("chown -R deployer: /srv/shop/shared")
+    shop.deploy(**shared)
+    shop.commit(modules={"Shop_Catalog": "1.1.0"})
+    summary = shop.deploy(**shared)
+    assert summary.path == "maintenance"
+    assert ip.read_text() == "10.0.0.1,192.168.1.20"
+    assert shop.release_path(web1, summary.release, "var/.maintenance.ip").is_symlink()
