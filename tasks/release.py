@@ -215,15 +215,20 @@ def adopted_record(host: Host, settings: Settings, release: str) -> ReleaseRecor
 def live_release(host: Host, settings: Settings) -> str | None:
     """The release ``current`` points at, or None before the first deploy.
 
-    ``current`` must point into ``releases/`` (relative, as we write it, or absolute, as
-    Capistrano does); anywhere else cannot be switched back to, so it is refused.
+    ``current`` must point into ``releases/``: relative, as we write it, absolute, as
+    Capistrano does, or through a symlinked ``DEPLOY_PATH``. Anywhere else cannot be
+    switched back to, so it is refused.
     """
-    target = host.run(f"readlink {q(settings.current)}; true", step="readlink",
-                      echo=False).stdout.strip().rstrip("/")
+    cur, rels = q(settings.current), q(settings.releases_dir)
+    out = host.run(f"readlink {cur} || exit 0; dirname \"$(readlink -f {cur})\";"
+                   f" realpath {rels} 2>/dev/null; true", step="readlink", echo=False).stdout
+    target, *physical = out.strip().splitlines() or [""]
     if not target:
         return None
     parent, name = os.path.split(os.path.normpath(target))
-    if parent not in ("releases", settings.releases_dir) or not name:
+    inside = parent in ("releases", settings.releases_dir) or (
+        len(physical) == 2 and physical[0] == physical[1])
+    if not inside or not name:
         raise RuntimeError(
             f"[{host.name}] {settings.current} points at {target}, outside "
             f"{settings.releases_dir}/: move that release into {settings.releases_dir}/ and "

@@ -8,6 +8,7 @@ it replaces as a release it can roll back to, order releases by when they were d
 from __future__ import annotations
 
 import json
+import os
 import re
 import urllib.request
 from datetime import datetime, timezone
@@ -125,3 +126,17 @@ def test_deployers_shared_maintenance_ip_survives_a_schema_deploy(rig1) -> None:
     assert summary.path == "maintenance"
     assert ip.read_text() == "10.0.0.1,192.168.1.20"
     assert shop.release_path(web1, summary.release, "var/.maintenance.ip").is_symlink()
+
+
+@pytest.mark.real_hosts(web=False)
+def test_current_pointing_outside_releases_is_refused_before_anything_changes(rig1) -> None:
+    shop = Shop(rig1)
+    web1 = rig1.host("web1")
+    web1.sh("mkdir -p /srv/legacy/app/etc && ln -s /srv/legacy /srv/shop/current"
+            " && chown -R deployer: /srv/shop /srv/legacy")
+    result = shop.fab("deploy")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "points at /srv/legacy, outside /srv/shop/releases/" in result.stderr
+    assert "adopting.md" in result.stderr
+    assert os.readlink(web1.inside("/srv/shop/current")) == "/srv/legacy"
+    assert shop.log(web1) == [] and shop.releases(web1) == []
