@@ -140,3 +140,17 @@ def test_current_pointing_outside_releases_is_refused_before_anything_changes(ri
     assert "adopting.md" in result.stderr
     assert os.readlink(web1.inside("/srv/shop/current")) == "/srv/legacy"
     assert shop.log(web1) == [] and shop.releases(web1) == []
+
+
+@pytest.mark.real_hosts(web=False)
+def test_step_tasks_act_on_the_newest_release_not_the_last_name(rig1) -> None:
+    shop = Shop(rig1)
+    web1 = rig1.host("web1")
+    shop.deploy()
+    old, live = become_other_tools_layout(shop, web1, "capistrano")
+    shop.commit(label="v2")
+    result = shop.fab("-H", "web1", "prepare-release", "build", "switch-symlink")
+    assert result.returncode == 0, result.stdout + result.stderr
+    prepared = re.search(r"prepared release (\S+)", result.stdout).group(1)
+    assert f"built release {prepared}" in result.stdout
+    assert shop.live(web1) == prepared and sorted([prepared, live])[-1] == live
