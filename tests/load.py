@@ -5,6 +5,12 @@ runs, :class:`HttpLoad` keeps requesting every host and records each response wi
 time, so a test can assert that no request failed, that maintenance lasted only as long
 as intended, and that no host served the old release after the switch.
 
+A page is not all a visitor gets: like a browser, the load then fetches every ``/static/``
+stylesheet and script the page links, from the same host, and records those answers
+apart (:meth:`HttpLoad.assets`). A page that renders while its CSS 404s is a broken shop
+(issue 8: a dotted ``--content-version`` did exactly that on Magento's nginx rules), so
+tests count broken assets just like failed pages.
+
 Bounds: requests only go to loopback URLs (refused otherwise), a few threads per host,
 short timeouts, a small pause between requests, and the load stops by itself after
 ``max_seconds`` or ``max_requests``, whatever a test forgets.
@@ -15,6 +21,7 @@ subprocess or written in logs.
 
 from __future__ import annotations
 
+import html
 import http.client
 import ipaddress
 import re
@@ -28,6 +35,9 @@ from urllib.parse import urlsplit
 Kind = Literal["ok", "maintenance", "failed"]
 
 LABEL_RE = re.compile(r"^label=(.*?)\s*$", re.MULTILINE)
+# The URL a <link href> or <script src> loads; only /static/ ones are fetched.
+ASSET_RE = re.compile(r"<(?:link|script)\b[^>]*?\b(?:href|src)=[\"']([^\"']+)[\"']", re.I)
+VERSION_RE = re.compile(r"^/static/version([^/]+)/")
 MAINTENANCE_RE = re.compile(r"Service Temporarily Unavailable|maintenance", re.IGNORECASE)
 BODY_LIMIT = 65536
 EXCERPT = 300
@@ -35,7 +45,11 @@ EXCERPT = 300
 
 @dataclass(frozen=True)
 class Sample:
-    """One request: when, which host, what came back (status 0 = no HTTP response)."""
+    """One request: when, which host, what came back (status 0 = no HTTP response).
+
+    For an asset (``asset=True``) ``path`` is the URL path fetched and ``label`` the label
+    of the page that linked it (which release's page referenced a broken file).
+    """
 
     t_start: float
     t_end: float
@@ -45,6 +59,14 @@ class Sample:
     excerpt: str
     kind: Kind
     error: str = ""
+    path: str = ""
+    asset: bool = False
+
+    @property
+    def static_version(self) -> str | None:
+        """The ``/static/version<V>/`` signature of an asset URL (None without one)."""
+        match = VERSION_RE.match(self.path)
+        return match.group(1) if match else None
 
     def __str__(self) -> str:
         if self.error:
@@ -53,7 +75,8 @@ class Sample:
             what = f"label={self.label}"
         else:
             what = self.excerpt[:80]
-        return f"{self.t_start:.3f} {self.host} {self.status} {self.kind}: {what!r}"
+        where = f" {self.path}" if self.asset else ""
+        return f"{self.t_start:.3f} {self.host}{where} {self.status} {self.kind}: {what!r}"
 
 
 def classify(status: int, body: str) -> Kind:
@@ -67,6 +90,25 @@ def classify(status: int, body: str) -> Kind:
     if status == 503 and MAINTENANCE_RE.search(body):
         return "maintenance"
     return "failed"
+
+
+def classify_asset(status: int) -> Kind:
+    """``ok`` only for 200: a stylesheet answered 404 (or a maintenance page) is broken."""
+    return "ok" if status == 200 else "failed"
+
+
+def linked_assets(body: str) -> list[str]:
+    """The ``/static/`` URL paths a page links (stylesheets, scripts), in page order.
+
+    Relative to the host that served the page, as a browser resolves ``href="/static/..."``;
+    absolute URLs and anything outside ``/static/`` are left alone (never another host).
+    """
+    found = []
+    for url in ASSET_RE.findall(body):
+        path = html.unescape(url)
+        if path.startswith("/static/") and path not in found:
+            found.append(path)
+    return found
 
 
 def _check_loopback(url: str) -> tuple[str, int, str]:
@@ -111,6 +153,7 @@ class HttpLoad:
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self._samples: list[Sample] = []
+        self._assets: list[Sample] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -159,40 +202,50 @@ class HttpLoad:
         return any(t.is_alive() for t in self._threads)
 
     def _run(self, name: str, deadline: float) -> None:
+        """One visitor: a page, then every /static/ file it links, then a short pause."""
         host, port, path = self.targets[name]
         while not self._stop.is_set() and time.monotonic() < deadline:
             with self._lock:
-                if len(self._samples) >= self.max_requests:
+                if len(self._samples) + len(self._assets) >= self.max_requests:
                     return
-            self._record(self._request(name, host, port, path))
+            page, body = self._get(name, host, port, path)
+            self._record(page)
+            for asset in linked_assets(body):
+                fetched, _ = self._get(name, host, port, asset, referrer=page)
+                self._record(fetched)
             self._stop.wait(self.pause)
 
-    def _request(self, name: str, host: str, port: int, path: str) -> Sample:
+    def _get(
+        self, name: str, host: str, port: int, path: str, referrer: Sample | None = None
+    ) -> tuple[Sample, str]:
+        """GET ``path``; a page sample (``referrer=None``) or an asset sample, and the body."""
         t_start = time.time()
         conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        label = referrer.label if referrer else None
+        asset = referrer is not None
         try:
             conn.request("GET", path, headers={"Connection": "close", "User-Agent": "magerig"})
             resp = conn.getresponse()
             body = resp.read(BODY_LIMIT).decode(errors="replace")
             status = resp.status
         except Exception as exc:  # every failure is a data point
-            return Sample(t_start, time.time(), name, 0, None, "", "failed", repr(exc))
+            failed = Sample(t_start, time.time(), name, 0, label, "", "failed", repr(exc),
+                            path, asset)
+            return failed, ""
         finally:
             conn.close()
-        match = LABEL_RE.search(body)
-        return Sample(
-            t_start,
-            time.time(),
-            name,
-            status,
-            match.group(1) if match else None,
-            body[:EXCERPT],
-            classify(status, body),
-        )
+        if asset:
+            kind = classify_asset(status)
+        else:
+            match = LABEL_RE.search(body)
+            label, kind = (match.group(1) if match else None), classify(status, body)
+        sample = Sample(t_start, time.time(), name, status, label, body[:EXCERPT], kind, "",
+                        path, asset)
+        return sample, body
 
     def _record(self, sample: Sample) -> None:
         with self._lock:
-            self._samples.append(sample)
+            (self._assets if sample.asset else self._samples).append(sample)
 
     def wait_ok(self, timeout: float = 10.0, since: float | None = None) -> None:
         """Block until every target has answered ``ok`` (after ``since``); else raise.
@@ -208,13 +261,54 @@ class HttpLoad:
             time.sleep(0.01)
         raise TimeoutError(f"not every host answered ok within {timeout}s:\n{self.summary()}")
 
+    def wait_after(self, t: float, count: int = 5, timeout: float = 20.0) -> None:
+        """Block until every target has answered ``count`` pages *started* after ``t``.
+
+        Why: "nothing stale after the deploy" needs answers after it; polling for them to a
+        deadline replaces a fixed sleep that is too short on a busy machine and wasted on
+        an idle one. Raises if the load cannot deliver them (a host stopped answering).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = {name: 0 for name in self.targets}
+            for sample in self.samples:
+                if sample.t_start > t:
+                    seen[sample.host] += 1
+            if min(seen.values()) >= count:
+                return
+            if not self.running:
+                break
+            time.sleep(0.01)
+        raise TimeoutError(f"not {count} answers per host after {t:.3f} within {timeout}s:\n"
+                           f"{self.summary()}")
+
     # ---- results
 
     @property
     def samples(self) -> list[Sample]:
-        """Every response so far, in order of start time."""
+        """Every page response so far, in order of start time (assets: :meth:`assets`)."""
         with self._lock:
             return sorted(self._samples, key=lambda s: s.t_start)
+
+    def assets(self, host: str | None = None) -> list[Sample]:
+        """Every /static/ file fetched after a page, in order of start time."""
+        with self._lock:
+            chosen = [s for s in self._assets if host is None or s.host == host]
+        return sorted(chosen, key=lambda s: s.t_start)
+
+    def broken_assets(self, host: str | None = None) -> list[Sample]:
+        """Linked static files that did not come back 200: what a visitor sees unstyled."""
+        return [s for s in self.assets(host) if s.kind != "ok"]
+
+    def static_versions(self) -> dict[str, list[str]]:
+        """Per host, the distinct ``/static/version<V>/`` signatures pages linked, in order
+        of first appearance (every host of one release must link the same one)."""
+        out: dict[str, list[str]] = {name: [] for name in self.targets}
+        for s in self.assets():
+            version = s.static_version
+            if version is not None and version not in out[s.host]:
+                out[s.host].append(version)
+        return out
 
     def _select(self, kind: Kind | None = None, host: str | None = None) -> list[Sample]:
         return [
@@ -254,6 +348,11 @@ class HttpLoad:
             return None
         return min(s.t_start for s in chosen), max(s.t_end for s in chosen)
 
+    def within(self, t0: float, t1: float, host: str | None = None) -> list[Sample]:
+        """Pages whose whole request (start to end) lay inside ``[t0, t1]``: what visitors
+        were shown while something (e.g. ``setup:upgrade``) was running."""
+        return [s for s in self._select(None, host) if s.t_start >= t0 and s.t_end <= t1]
+
     def stale_after(
         self, t: float, label: str | Collection[str], host: str | None = None
     ) -> list[Sample]:
@@ -273,8 +372,13 @@ class HttpLoad:
             counts = {
                 k: sum(1 for s in mine if s.kind == k) for k in ("ok", "maintenance", "failed")
             }
-            lines.append(f"{name}: {len(mine)} requests {counts} labels={self.labels()[name]}")
+            assets = self.assets(name)
+            broken = sum(1 for s in assets if s.kind != "ok")
+            lines.append(f"{name}: {len(mine)} requests {counts} labels={self.labels()[name]}; "
+                         f"{len(assets)} assets, {broken} broken, "
+                         f"versions={self.static_versions()[name]}")
         lines += [f"  {s}" for s in self.failed()[:limit]]
+        lines += [f"  asset {s}" for s in self.broken_assets()[:limit]]
         return "\n".join(lines)
 
 

@@ -17,13 +17,15 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import conftest
 import pytest
 import rig as rig_module
-from load import HttpLoad, Sample, classify
+from load import HttpLoad, Sample, classify, classify_asset, linked_assets
 from rig import (
     RIG_PREFIX,
     Rig,
@@ -131,7 +133,8 @@ def test_nginx_and_fpm_serve_each_hosts_current_release_with_opcache(web_rig3: R
         assert (status, css) == (200, "body {}\n")
 
     web1 = web_rig3.host("web1")
-    probe = "/srv/shop/current/pub/probe.php"
+    # An entry point Magento's nginx rules let run (any other .php is denied).
+    probe = "/srv/shop/current/pub/health_check.php"
     web1.sh(
         f"""cat > {probe} <<'PHP'
 <?php
@@ -147,7 +150,7 @@ PHP""",
     status, body = web1.fastcgi(probe)
     assert status == 200, body
     assert json.loads(body) == {"enabled": True, "validate": "0", "user": "deployer"}
-    assert json.loads(_get(web1.url("/probe.php"))[1])["enabled"] is True
+    assert json.loads(_get(web1.url("/health_check.php"))[1])["enabled"] is True
 
     # validate_timestamps=0: an edited file keeps being served from OPcache until a reset.
     _release(web1, 1, "edited", switch=False)
@@ -174,26 +177,109 @@ def test_deployer_reaches_the_fpm_socket_and_the_tcp_pool(rig1: Rig) -> None:
     assert host.fastcgi("/srv/shop/t/s.php", tcp=True) == (200, "fpm-fcgi")
 
 
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` to a deadline (never a fixed sleep: the machine may be busy)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _restart_pending(host: WebHost) -> bool:
+    """Whether the pool still has an OPcache restart scheduled (asked inside the pool)."""
+    host.sh("echo '<?php echo json_encode(opcache_get_status(false)[\"restart_pending\"]);' "
+            "> /srv/shop/status.php", user="deployer")
+    status, body = host.fastcgi("/srv/shop/status.php")
+    assert status == 200, body
+    return bool(json.loads(body))
+
+
 def test_switching_current_leaves_fpm_serving_the_old_release(web_rig1: Rig) -> None:
     """The rig reproduces the stale-release bug deploys must fix ($document_root + realpath
-    cache), and an ``opcache_reset()`` run inside the pool cures it."""
+    cache), and an ``opcache_reset()`` run inside the pool cures it: once the pool says
+    its restart is done, no answer that started afterwards is stale."""
     host = web_rig1.hosts[0]
     _release(host, 1, "old")
     with HttpLoad.on_rig(web_rig1, threads_per_host=4, pause=0.002) as load:
         load.wait_ok()
-        time.sleep(0.2)  # let every worker cache the realpath of release 1
+        # Every worker serves release 1 (and caches its realpath) long before this count.
+        _wait(lambda: len(load.ok()) >= 20 * rig_module.FPM_WORKERS, "answers from release 1")
         _release(host, 2, "new")
         switched = time.time()
-        time.sleep(0.5)
+        load.wait_after(switched, count=50)
         stale = load.stale_after(switched, "old")
         host.sh("echo '<?php opcache_reset();' > /srv/shop/reset.php", user="deployer")
         assert host.fastcgi("/srv/shop/reset.php")[0] == 200
+        _wait(lambda: not _restart_pending(host), "the OPcache restart")
         flushed = time.time()
-        time.sleep(0.3)
+        load.wait_after(flushed, count=50)
     assert load.failed() == [], load.summary()
     assert stale, f"expected stale responses after the switch\n{load.summary()}"
     assert load.labels() == {"web1": ["old", "new"]}
-    assert load.stale_after(flushed + 0.05, "old") == [], load.summary()
+    assert load.stale_after(flushed, "old") == [], load.summary()
+
+
+def _answer(url: str) -> tuple[int, str]:
+    """(status, body) of a GET, error statuses included."""
+    try:
+        return _get(url)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+RULES_RELEASE = """
+    mkdir -p {pub}/static/frontend {pub}/errors {pub}/media/catalog
+    echo '<?php echo "index ", $_SERVER["REQUEST_URI"];' > {pub}/index.php
+    echo '<?php http_response_code(404); echo "static.php ", $_GET["resource"];' \
+        > {pub}/static.php
+    echo '<?php http_response_code(404); echo "get.php ", $_SERVER["REQUEST_URI"];' \
+        > {pub}/get.php
+    echo '<?php http_response_code(404); echo "errors/404.php";' > {pub}/errors/404.php
+    echo '<?php echo "other";' > {pub}/other.php
+    echo '<?php echo "template";' > {pub}/page.phtml
+    echo 'deny' > {pub}/.htaccess
+    echo '<x/>' > {pub}/errors/local.xml
+    echo 'body {{}}' > {pub}/static/frontend/styles.css
+    echo 'jpg' > {pub}/media/catalog/a.jpg
+    ln -sfn /srv/shop/releases/1 /srv/shop/current
+"""
+
+# URL -> (status, body) under Magento 2.4.7's nginx.conf.sample rules.
+SAMPLE_RULES = {
+    "/some/category.html": (200, "index /some/category.html"),
+    "/static/version1700000000/frontend/styles.css": (200, "body {}\n"),
+    "/static/frontend/styles.css": (200, "body {}\n"),
+    # The signature is stripped only when it is digits: anything else reaches static.php.
+    "/static/version20261201.100055.601/frontend/styles.css":
+        (404, "static.php version20261201.100055.601/frontend/styles.css"),
+    "/static/version17/frontend/missing.css": (404, "static.php frontend/missing.css"),
+    "/static/frontend/missing.txt": (404, "static.php frontend/missing.txt"),
+    "/media/catalog/a.jpg": (200, "jpg\n"),
+    "/media/catalog/b.jpg": (404, "get.php /media/catalog/b.jpg"),
+    # Only entry points run PHP; the rest is denied, and 403 is answered by errors/404.php.
+    "/other.php": (404, "errors/404.php"),
+    "/page.phtml": (404, "errors/404.php"),
+    "/.htaccess": (404, "errors/404.php"),
+    "/.git/config": (404, "errors/404.php"),
+    "/errors/local.xml": (404, "errors/404.php"),
+    "/media/customer/a.jpg": (404, "errors/404.php"),
+}
+
+
+def test_nginx_follows_magentos_sample_rules(web_rig1: Rig) -> None:
+    host = web_rig1.hosts[0]
+    host.sh(RULES_RELEASE.format(pub="/srv/shop/releases/1/pub"), user="deployer")
+    assert {url: _answer(host.url(url)) for url in SAMPLE_RULES} == SAMPLE_RULES
+
+    # An operator's extra location goes before the final deny; a restart without it
+    # brings back the stock rules.
+    extra = "location = /other.php {\n    fastcgi_pass fastcgi_backend;\n" \
+            "    fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n" \
+            "    include fastcgi_params;\n}\n"
+    web_rig1.start_web(extra_locations=extra)
+    assert (host.extra_locations, _answer(host.url("/other.php"))) == (extra, (200, "other"))
+    web_rig1.start_web()
+    assert _answer(host.url("/other.php")) == (404, "errors/404.php")
 
 
 # --------------------------------------------------------------------------- cleanup
@@ -273,6 +359,55 @@ def test_load_classifies_and_queries_responses() -> None:
     assert [s.t_start for s in load.stale_after(3.5, "v1")] == [4.0]
     assert load.stale_after(4.5, {"v1", "v0"}) == []
     assert "web1: 4 requests" in load.summary()
+
+
+def test_load_finds_the_static_files_a_page_links() -> None:
+    page = (
+        '<link rel="stylesheet" href="/static/version17/frontend/a/b/en_US/css/styles-m.css"/>'
+        '<script type="text/javascript" src="/static/version17/x.js?v=1&amp;w=2"></script>'
+        '<link rel="icon" href="/media/favicon.ico"/><script src="http://cdn.example/x.js">'
+        '<a href="/static/not-linked-by-a-tag.css">'
+        '<link href="/static/version17/frontend/a/b/en_US/css/styles-m.css"/>'
+    )
+    assert linked_assets(page) == ["/static/version17/frontend/a/b/en_US/css/styles-m.css",
+                                   "/static/version17/x.js?v=1&w=2"]
+    assert [classify_asset(code) for code in (200, 304, 404, 503, 0)] == [
+        "ok", "failed", "failed", "failed", "failed"]
+    load = HttpLoad({"web1": "http://127.0.0.1:9/"})
+    load._assets = [
+        Sample(1.0, 1.1, "web1", 200, "A", "", "ok", path="/static/version1/x.css", asset=True),
+        Sample(2.0, 2.1, "web1", 404, "B", "", "failed", path="/static/version2/x.css",
+               asset=True),
+    ]
+    load._samples = [_sample(1.5, "web1", 200, "A"), _sample(2.2, "web1", 503, None, "maintenance")]
+    assert [s.label for s in load.broken_assets()] == ["B"]
+    assert load.static_versions() == {"web1": ["1", "2"]}
+    assert [s.t_start for s in load.within(1.4, 1.6)] == [1.5]
+    assert "2 assets, 1 broken" in load.summary()
+
+
+def test_load_fetches_linked_static_files_from_the_same_host(web_rig1: Rig) -> None:
+    host = web_rig1.hosts[0]
+    _release(host, 1, "v")
+    host.sh(
+        """cat > /srv/shop/releases/1/pub/index.php <<'PHP'
+<?php
+echo "label=v\n";
+echo '<link rel="stylesheet" href="/static/version1700000000/frontend/styles.css"/>', "\n";
+echo '<link rel="stylesheet" href="/static/version1700000000/frontend/missing.css"/>', "\n";
+PHP""",
+        user="deployer",
+    )
+    with HttpLoad.on_rig(web_rig1) as load:
+        load.wait_ok()
+        load.wait_after(time.time(), count=3)
+    assert load.failed() == [], load.summary()
+    fetched = {(s.path, s.status, s.label) for s in load.assets("web1")}
+    assert fetched == {("/static/version1700000000/frontend/styles.css", 200, "v"),
+                       ("/static/version1700000000/frontend/missing.css", 404, "v")}
+    assert {s.path for s in load.broken_assets()} == {
+        "/static/version1700000000/frontend/missing.css"}
+    assert load.static_versions() == {"web1": ["1700000000"]}
 
 
 def test_load_refuses_anything_but_loopback() -> None:
