@@ -55,10 +55,11 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def targets(c: Context, settings: Settings, *, echo: bool = True) -> list[Host]:
     """The task's host when ``fab`` gave one, else every host of ``DEPLOY_HOSTS``."""
     if isinstance(c, Connection):
-        return [Host.from_context(c, echo=echo)]
+        return [Host.from_context(c, echo=echo, host_keys=settings.host_keys)]
     if not settings.hosts:
         raise SettingsError("no host: give --hosts=web1,web2 or set DEPLOY_HOSTS")
-    return [Host.named(name, c.config, echo=echo) for name in settings.hosts]
+    return [Host.named(name, c.config, echo=echo, host_keys=settings.host_keys)
+            for name in settings.hosts]
 
 
 def newest_release(host: Host, settings: Settings) -> str:
@@ -80,10 +81,11 @@ _collected: dict[str, dict[str, Any]] = {}
 
 def collect(c: Context, action: str, **options: Any) -> None:
     """Per-host half of a coordinated task: remember the host and the options."""
-    load(require_repo=action == "deploy")  # bad settings stop here, before any host is touched
+    settings = load(require_repo=action == "deploy")  # bad settings stop here, before any host
     entry = _collected.setdefault(action, {"hosts": [], "options": {}})
     if isinstance(c, Connection):
-        entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet")))
+        entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet"),
+                                                host_keys=settings.host_keys))
     entry["options"] = options
 
 

@@ -342,7 +342,7 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
            quiet: bool = False) -> Summary:
     """Deploy ``ref`` (default ``DEPLOY_BRANCH``) to all ``hosts`` as one release."""
     ref = ref or settings.branch
-    hosts = distinct(hosts)
+    hosts = distinct(hosts, settings.host_keys)
     rel = release.new_release_id()
     d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref))
     primary_of(hosts, settings)

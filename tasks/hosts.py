@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import paramiko
 from fabric import Config, Connection
 from invoke import Context
 
+from . import hostkeys
 from .settings import SettingsError
 
 if TYPE_CHECKING:
@@ -81,10 +83,12 @@ class Host:
     results are reported and keyed by name.
     """
 
-    def __init__(self, name: str, runner: Context, *, echo: bool = True):
+    def __init__(self, name: str, runner: Context, *, echo: bool = True, host_keys: str = ""):
         self.name = name
         self.runner = runner
         self.echo = echo
+        self.host_keys = host_keys  # DEPLOY_HOST_KEYS; "" = as the host's SSH config says
+        self._guarded = False
 
     @property
     def key(self) -> str:
@@ -94,19 +98,20 @@ class Host:
         return LOCAL
 
     @classmethod
-    def from_context(cls, c: Context, *, echo: bool = True) -> Host:
+    def from_context(cls, c: Context, *, echo: bool = True, host_keys: str = "") -> Host:
         """The host a Fabric task was called with; a plain Context means ``local``."""
         if isinstance(c, Connection):
-            return cls(c.original_host, c, echo=echo)
+            return cls(c.original_host, c, echo=echo, host_keys=host_keys)
         return cls(LOCAL, c, echo=echo)
 
     @classmethod
-    def named(cls, name: str, config: Config | None = None, *, echo: bool = True) -> Host:
+    def named(cls, name: str, config: Config | None = None, *, echo: bool = True,
+              host_keys: str = "") -> Host:
         """A host from a name in ``DEPLOY_HOSTS``; Fabric's ssh_config/user/key apply."""
         config = config or Config()
         if name == LOCAL:
             return cls(LOCAL, Context(config=config), echo=echo)
-        return cls(name, Connection(name, config=config), echo=echo)
+        return cls(name, Connection(name, config=config), echo=echo, host_keys=host_keys)
 
     @property
     def is_local(self) -> bool:
@@ -118,11 +123,17 @@ class Host:
         Paramiko never sets TCP_NODELAY; with Nagle + delayed ACK each short command
         costs ~45 ms instead of ~13 ms, which adds up over a deploy's hundred commands.
         """
-        if self.is_local:
+        if self.is_local or self.runner.is_connected:  # type: ignore[attr-defined]
             return
         conn: Connection = self.runner  # type: ignore[assignment]
+        if not self._guarded:
+            hostkeys.guard(conn, self.host_keys)
+            self._guarded = True
         try:
             conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise StepFailed(self.name, "connect", f"ssh {self.key}", None,
+                             hostkeys.describe_changed(conn.host, exc)) from exc
         except Exception as exc:  # paramiko raises many types; all mean "cannot reach"
             raise StepFailed(self.name, "connect", f"ssh {conn.user}@{conn.host}:{conn.port}",
                              None, f"{type(exc).__name__}: {exc}") from exc
@@ -137,6 +148,7 @@ class Host:
     def run(self, command: str, *, step: str = "run", warn: bool = False,
             echo: bool | None = None) -> Result:
         """Run ``command`` in a shell on the host; raise :class:`StepFailed` unless ``warn``."""
+        self.open()  # never let Fabric open lazily: it would skip the host key check
         show = self.echo if echo is None else echo
         out = _LinePrefixer(f"[{self.name}] ", sys.stdout) if show else None
         err = _LinePrefixer(f"[{self.name}] ", sys.stderr) if show else None
@@ -173,14 +185,17 @@ class DuplicateHost(SettingsError):
     """The same host (user@host:port) was given twice."""
 
 
-def distinct(hosts: Iterable[Host]) -> list[Host]:
+def distinct(hosts: Iterable[Host], host_keys: str = "") -> list[Host]:
     """The hosts of one operation, each once, each with a name no other host has.
 
     The same ``user@host:port`` twice is refused (it would be built, locked and switched
     twice). Different hosts that share a short name (``deploy@lb:2201`` and
     ``deploy@lb:2202`` are both ``lb``) are named by their full identity instead.
+    ``host_keys`` (``DEPLOY_HOST_KEYS``), when set, applies to every host.
     """
     hosts = list(hosts)
+    for host in hosts:
+        host.host_keys = host_keys or host.host_keys
     keys = [h.key for h in hosts]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:

@@ -17,6 +17,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 OPCACHE_STRATEGIES = ("auto", "fcgi", "url", "command", "none")
+HOST_KEY_MODES = ("strict", "accept-new", "off")
 AREAS = ("frontend", "adminhtml")
 ADMIN_THEME = "Magento/backend"
 NO_THEME = "none"
@@ -51,6 +52,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_OPCACHE_COMMAND": "",
     "DEPLOY_PRIMARY": "",
     "DEPLOY_LOCK_STALE_MINUTES": "60",
+    "DEPLOY_HOST_KEYS": "",
 }
 
 
@@ -85,6 +87,7 @@ class Settings:
     opcache_command: str = ""
     primary: str = ""
     lock_stale_minutes: int = 60
+    host_keys: str = ""  # "" = each host's StrictHostKeyChecking; else strict|accept-new|off
 
     # Paths derived from deploy_path: one definition of the layout.
     @property
@@ -276,7 +279,15 @@ def load(
         opcache_command=raw["DEPLOY_OPCACHE_COMMAND"].strip(),
         primary=primary,
         lock_stale_minutes=_positive_int(raw, "DEPLOY_LOCK_STALE_MINUTES", minimum=1),  # type: ignore[arg-type]
+        host_keys=_choice(raw, "DEPLOY_HOST_KEYS", HOST_KEY_MODES),
     )
+
+
+def _choice(raw: dict, key: str, allowed: tuple[str, ...]) -> str:
+    value = raw[key].strip()
+    if value and value not in allowed:
+        raise SettingsError(f"{key}={value!r}: use one of {', '.join(allowed)}")
+    return value
 
 
 LOCALE = re.compile(r"[a-z]{2,3}(_[A-Z][a-z]{3})?_([A-Z]{2}|\d{3})")
