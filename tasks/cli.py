@@ -19,6 +19,7 @@ from invoke.exceptions import Exit
 from . import build, lock, magento, opcache, source, switch
 from . import deploy as deploying
 from .hosts import Host, StepFailed, say
+from .redact import redact
 from .release import (
     BUILDING,
     FAILED,
@@ -48,7 +49,7 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt as exc:
             raise Exit("interrupted: nothing was switched that was not switched back", 130) from exc
         except (RuntimeError, LookupError, OSError) as exc:
-            raise Exit(f"error: {exc}", code=1) from exc
+            raise Exit(redact(f"error: {exc}"), code=1) from exc
     return wrapper
 
 
@@ -142,7 +143,7 @@ def prepare_release(c: Context, ref: str | None = None) -> None:
         commit = source.resolve_commit(host, settings, ref or settings.branch)
         rel = new_release_id()
         for step in source.checkout(settings, rel, commit) + [source.link_shared(settings, rel)]:
-            host.run(step.command, step=step.name)
+            host.step(step)
         write_record(host, settings, ReleaseRecord(
             rel, ref=ref or settings.branch, commit=commit, status=BUILDING,
             static_version=build.static_version(rel)))
@@ -157,7 +158,7 @@ def build_release(c: Context, release: str | None = None) -> None:
     for host in targets(c, settings):
         rel = release or newest_release(host, settings)
         for step in build.build(settings, rel):
-            host.run(step.command, step=step.name)
+            host.step(step)
         say(f"[{host.name}] built release {rel}")
 
 

@@ -44,7 +44,7 @@ def primary_of(hosts: list[Host], settings: Settings) -> Host:
 def run_steps(host: Host, steps: list[Step], timeline: Timeline) -> None:
     for step in steps:
         with timeline.timed(host.name, step.name):
-            host.run(step.command, step=step.name)
+            host.step(step)
 
 
 def describe_failures(errors: dict[str, BaseException]) -> str:

@@ -23,6 +23,8 @@ from fabric import Config, Connection
 from invoke import Context
 
 from . import hostkeys
+from .plan import Step
+from .redact import redact
 from .settings import SettingsError
 
 if TYPE_CHECKING:
@@ -36,9 +38,9 @@ q = shlex.quote
 
 
 def say(line: str, *, stream: Any = None) -> None:
-    """Print one line without interleaving with other threads' lines."""
+    """Print one line (credentials masked) without interleaving with other threads' lines."""
     with _print_lock:
-        print(line, file=stream or sys.stdout, flush=True)
+        print(redact(line), file=stream or sys.stdout, flush=True)
 
 
 class StepFailed(RuntimeError):
@@ -49,10 +51,10 @@ class StepFailed(RuntimeError):
         self.exit_code, self.output = exit_code, output
         tail = "\n".join(output.strip().splitlines()[-15:])
         code = "no exit code" if exit_code is None else f"exit {exit_code}"
-        super().__init__(
+        super().__init__(redact(
             f"[{host}] {step} failed ({code})\n  command: {command}\n"
             + "".join(f"  | {line}\n" for line in tail.splitlines())
-        )
+        ))
 
 
 class _LinePrefixer(io.TextIOBase):
@@ -145,16 +147,23 @@ class Host:
         if not self.is_local:
             self.runner.close()  # type: ignore[attr-defined]
 
+    def step(self, step: Step, *, warn: bool = False, echo: bool | None = None) -> Result:
+        """Run one planned :class:`Step` (its stdin included)."""
+        return self.run(step.command, step=step.name, warn=warn, echo=echo, stdin=step.stdin)
+
     def run(self, command: str, *, step: str = "run", warn: bool = False,
-            echo: bool | None = None) -> Result:
-        """Run ``command`` in a shell on the host; raise :class:`StepFailed` unless ``warn``."""
+            echo: bool | None = None, stdin: str = "") -> Result:
+        """Run ``command`` in a shell on the host; raise :class:`StepFailed` unless ``warn``.
+
+        ``stdin`` is the command's input (never echoed); without it the command gets none.
+        """
         self.open()  # never let Fabric open lazily: it would skip the host key check
         show = self.echo if echo is None else echo
         out = _LinePrefixer(f"[{self.name}] ", sys.stdout) if show else None
         err = _LinePrefixer(f"[{self.name}] ", sys.stderr) if show else None
         try:
             result = self.runner.run(
-                command, warn=True, hide=True, in_stream=False,
+                command, warn=True, hide=True, in_stream=io.StringIO(stdin) if stdin else False,
                 out_stream=out, err_stream=err,
             )
         except Exception as exc:  # SSH dropped, channel closed, ...

@@ -10,8 +10,11 @@ from typing import NamedTuple
 
 
 class Step(NamedTuple):
+    """``stdin`` is fed to the command and never printed (credentials travel there)."""
+
     name: str
     command: str
+    stdin: str = ""
 
 
 def render(title: str, steps: list[Step]) -> str:

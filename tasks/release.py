@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from .hosts import Host, q
+from .redact import redact
 from .settings import Settings
 
 # Status of a release folder, as its record says.
@@ -103,7 +104,7 @@ def write_record(host: Host, settings: Settings, record: ReleaseRecord) -> None:
     """Write the record atomically: temp file then ``mv``, so a crash leaves old or new JSON."""
     path = record_path(settings, record.id)
     tmp = f"{path}.{os.getpid()}.tmp"
-    text = json.dumps(asdict(record), indent=1, sort_keys=True)
+    text = redact(json.dumps(asdict(record), indent=1, sort_keys=True))
     host.run(
         f"mkdir -p {q(settings.history_dir)} && printf '%s\\n' {q(text)} > {q(tmp)}"
         f" && mv -f {q(tmp)} {q(path)}",

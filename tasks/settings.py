@@ -16,6 +16,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .redact import register
+
 OPCACHE_STRATEGIES = ("auto", "fcgi", "url", "command", "none")
 HOST_KEY_MODES = ("strict", "accept-new", "off")
 AREAS = ("frontend", "adminhtml")
@@ -116,6 +118,9 @@ class Settings:
 
     def release_dir(self, release: str) -> str:
         return f"{self.releases_dir}/{release}"
+
+    def __post_init__(self) -> None:
+        register(self.repo)  # its credentials are masked in everything printed or stored
 
 
 def split_list(value: str) -> tuple[str, ...]:

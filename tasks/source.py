@@ -10,18 +10,35 @@ import posixpath
 
 from .hosts import Host, q
 from .plan import Step
+from .redact import split
 from .settings import Settings
 
 
-def update_mirror(settings: Settings) -> Step:
+def with_credentials(settings: Settings, name: str, command: str) -> Step:
+    """A step whose git commands may use the credentials of an http(s) ``DEPLOY_REPO``.
+
+    They are not part of the URL git stores or of any argument: they arrive on stdin,
+    read first thing (so the channel is never closed under them), and reach git as an
+    ``http.extraHeader`` through ``GIT_CONFIG_*`` variables of this one shell.
+    """
+    header = split(settings.repo)[1]
+    if not header:
+        return Step(name, command)
+    return Step(name, "IFS= read -r h && export GIT_CONFIG_COUNT=1"
+                ' GIT_CONFIG_KEY_0=http.extraHeader GIT_CONFIG_VALUE_0="Authorization: $h"'
+                f" && {{ {command}; }}", header + "\n")
+
+
+def fetch_mirror(settings: Settings) -> str:
     """Clone the mirror the first time, fetch (pruning deleted refs) afterwards."""
-    mirror, repo = q(settings.mirror), q(settings.repo)
-    return Step(
-        "fetch code",
-        f"if [ -d {mirror} ]; then git -C {mirror} remote set-url origin {repo}"
-        f" && git -C {mirror} fetch --prune --quiet origin;"
-        f" else git clone --mirror --quiet {repo} {mirror}; fi",
-    )
+    mirror, repo = q(settings.mirror), q(split(settings.repo)[0])
+    return (f"if [ -d {mirror} ]; then git -C {mirror} remote set-url origin {repo}"
+            f" && git -C {mirror} fetch --prune --quiet origin;"
+            f" else git clone --mirror --quiet {repo} {mirror}; fi")
+
+
+def update_mirror(settings: Settings) -> Step:
+    return with_credentials(settings, "fetch code", fetch_mirror(settings))
 
 
 def resolve_ref(settings: Settings, ref: str) -> Step:
@@ -32,14 +49,11 @@ def resolve_ref(settings: Settings, ref: str) -> Step:
 
 def resolve_commit(host: Host, settings: Settings, ref: str) -> str:
     """Update the mirror on ``host`` and return the commit ``ref`` names there."""
-    step = update_mirror(settings)
-    host.run(step.command, step=step.name)
-    step = resolve_ref(settings, ref)
-    result = host.run(step.command, step=step.name, warn=True, echo=False)
+    host.step(update_mirror(settings))
+    result = host.step(resolve_ref(settings, ref), warn=True, echo=False)
     if result.failed or not result.stdout.strip():
-        raise LookupError(
-            f"[{host.name}] DEPLOY_BRANCH={ref!r} names no branch, tag or commit in {settings.repo}"
-        )
+        raise LookupError(f"[{host.name}] DEPLOY_BRANCH={ref!r} names no branch, tag or commit"
+                          f" in {split(settings.repo)[0]}")
     return result.stdout.strip()
 
 
@@ -47,9 +61,9 @@ def checkout(settings: Settings, release: str, commit: str) -> list[Step]:
     """Create the release folder and unpack ``commit`` into it."""
     rel, mirror = q(settings.release_dir(release)), q(settings.mirror)
     return [
-        Step("fetch code",  # a host whose mirror lacks the commit fetches once more
-             f"git -C {mirror} cat-file -e {q(commit + '^{commit}')} 2>/dev/null"
-             f" || {update_mirror(settings).command}"),
+        with_credentials(  # a host whose mirror lacks the commit fetches once more
+            settings, "fetch code", f"git -C {mirror} cat-file -e {q(commit + '^{commit}')}"
+            f" 2>/dev/null || {{ {fetch_mirror(settings)}; }}"),
         Step("create release",
              f"mkdir -p {q(settings.releases_dir)} {q(settings.shared_dir)} && mkdir {rel}"),
         Step("checkout",

@@ -24,7 +24,7 @@ def switch(settings: Settings, release: str) -> Step:
 def point_current(host: Host, settings: Settings, release: str) -> None:
     """Make ``current`` point at ``release`` on ``host``."""
     step = switch(settings, release)
-    host.run(step.command, step=step.name, echo=False)
+    host.step(step, echo=False)
 
 
 def check_current_is_link(host: Host, settings: Settings) -> None:
