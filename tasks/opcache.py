@@ -303,17 +303,17 @@ def choose(host: Host, settings: Settings, *, probe: bool = True) -> str:
     """Resolve ``DEPLOY_OPCACHE`` for ``host``; call it before the switch, errors come first.
 
     ``auto`` means ``fcgi`` when ``DEPLOY_FPM_SOCKET`` is set or exactly one FPM socket
-    exists in the usual places (:data:`SOCKET_GLOBS`), ``none`` when there is none (the
-    flush report then carries the warning). Several sockets are an error: resetting
-    another PHP version's pool would leave the shop's stale. With ``probe`` (default),
-    ``fcgi`` and ``url`` make one status-only request the way the flush will, so a
-    missing socket, socket permissions, PrivateTmp, open_basedir, limit_extensions or a
-    pool without OPcache stop the deploy while nothing has changed yet.
+    exists in the usual places (:data:`SOCKET_GLOBS`). None found is an error, not a quiet
+    ``none``: the deploy would exit 0 with PHP serving the old release. Several sockets are
+    an error too: resetting another PHP version's pool would leave the shop's stale. With
+    ``probe`` (default), ``fcgi`` and ``url`` make one status-only request the way the
+    flush will, so a missing socket, socket permissions, PrivateTmp, open_basedir,
+    limit_extensions or a pool without OPcache stop the deploy while nothing has changed.
     """
     strategy, sockets = settings.opcache, settings.fpm_sockets
     if strategy in ("auto", "fcgi"):
         sockets = _sockets(host, settings, strategy)
-        strategy = "fcgi" if sockets else "none"
+        strategy = "fcgi"
     if strategy not in STRATEGIES:
         raise OpcacheError(host.name, strategy, "", f"unknown strategy, use one of {STRATEGIES}")
     if probe and strategy == "fcgi":
@@ -356,8 +356,6 @@ def flush(host: Host, settings: Settings, strategy: str) -> list[FlushReport]:
 
 
 def _none_warning(settings: Settings) -> str:
-    if settings.opcache == "auto":
-        return NOT_FLUSHED.format("auto found no PHP-FPM socket; set DEPLOY_FPM_SOCKET")
     return NOT_FLUSHED.format(settings.opcache)
 
 
@@ -378,9 +376,14 @@ def _sockets(host: Host, settings: Settings, strategy: str) -> tuple[str, ...]:
             host.name, strategy, "",
             f"several PHP-FPM sockets found: {', '.join(found)}; set DEPLOY_FPM_SOCKET to the "
             "pool(s) serving the shop (separate several with spaces)")
-    if not found and strategy == "fcgi":
-        raise OpcacheError(host.name, strategy, "",
-                           f"no PHP-FPM socket in {' '.join(SOCKET_GLOBS)}; set DEPLOY_FPM_SOCKET")
+    if not found:
+        raise OpcacheError(
+            host.name, strategy, "",
+            f"no PHP-FPM socket found in {' '.join(SOCKET_GLOBS)}. Without an OPcache flush "
+            "PHP keeps serving the old release after the switch, so nothing was deployed. "
+            "Set DEPLOY_FPM_SOCKET to the shop's pool (a unix socket path, or host:port such "
+            "as 127.0.0.1:9000 for a TCP pool), or DEPLOY_OPCACHE=url or command; "
+            "DEPLOY_OPCACHE=none only if PHP runs without OPcache")
     return tuple(found)
 
 

@@ -219,14 +219,15 @@ def test_auto_finds_the_one_socket_and_refuses_to_guess_between_several(
     assert "set DEPLOY_FPM_SOCKET" in str(err.value)
 
 
-def test_none_and_auto_without_socket_warn_that_php_may_serve_the_old_release(
+def test_auto_without_socket_is_an_error_and_none_warns_that_php_may_serve_the_old_release(
     web_rig1, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(opcache, "SOCKET_GLOBS", ("/srv/nothing/*.sock",))
     wh, host, settings = shop(web_rig1, tmp_path, opcache="auto", fpm_socket=None)
-    assert choose(host, settings) == "none"
-    [report] = flush(host, settings, "none")
-    assert "OPcache not flushed (DEPLOY_OPCACHE=auto found no PHP-FPM socket" in report.warning
+    with pytest.raises(OpcacheError) as err:
+        choose(host, settings)
+    assert "no PHP-FPM socket found in /srv/nothing/*.sock" in str(err.value)
+    assert "DEPLOY_FPM_SOCKET" in str(err.value) and "127.0.0.1:9000" in str(err.value)
 
     settings = load(web_rig1.env(opcache="none"), cwd=tmp_path, require_repo=False)
     assert choose(host, settings) == "none"
