@@ -193,16 +193,18 @@ def eventually(check: Callable[[], T], what: str, timeout: float = DEADLINE) -> 
         time.sleep(0.02)
 
 
-def running(host: WebHost, needle: str) -> list[int]:
+def running(host: WebHost, *args: str) -> list[int]:
     """PIDs of the processes inside ``host`` (its own mount namespace, not the whole
-    machine where other rigs run too) whose command line contains ``needle``."""
+    machine where other rigs run too) having each of ``args`` as a whole argument:
+    ``php bin/magento setup:upgrade`` matches ``"setup:upgrade"``, a shell whose script
+    merely mentions it (``bash -c "... setup:upgrade ..."``) does not."""
     found = []
     for pid in host.pids():
         try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if needle in argv.decode(errors="replace"):
+        if set(args) <= set(argv.split("\0")):
             found.append(pid)
     return found
 
@@ -210,24 +212,29 @@ def running(host: WebHost, needle: str) -> list[int]:
 @contextmanager
 def seen_while_running(host: WebHost, needle: str,
                        look: Callable[[], T]) -> Iterator[list[T]]:
-    """Call ``look`` once while a command containing ``needle`` runs on ``host`` (hold
-    it there with a ``sleep`` fault); yields a list that then holds ``look``'s result.
+    """Call ``look`` once while a command with the argument ``needle`` (``bin/magento
+    setup:upgrade``) runs on ``host`` (hold it there with a ``sleep`` fault); yields a
+    list that then holds ``look``'s result.
 
     The result is kept only if the command still ran after ``look`` returned, so what
     ``look`` saw is the state *during* the command, not before or after it.
     """
     seen: list[T] = []
+    errors: list[BaseException] = []
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.is_set():
-            pids = running(host, needle)
-            if pids:
-                result = look()
-                if set(pids) & set(running(host, needle)):
-                    seen.append(result)
-                return
-            time.sleep(0.005)
+        try:
+            while not stop.is_set():
+                pids = running(host, needle)
+                if pids:
+                    result = look()
+                    if set(pids) & set(running(host, needle)):
+                        seen.append(result)
+                    return
+                time.sleep(0.005)
+        except BaseException as exc:  # reported in the test's thread, not lost
+            errors.append(exc)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -236,6 +243,8 @@ def seen_while_running(host: WebHost, needle: str,
     finally:
         stop.set()
         thread.join()
+    if errors:
+        raise errors[0]
 
 
 class Gate:
@@ -266,7 +275,7 @@ class Gate:
 
     def waiting(self, host: WebHost) -> bool:
         """A deploy waits at the gate on ``host`` (its lock and preflight are done)."""
-        return bool(running(host, f"{self.SCRIPT} install"))
+        return bool(running(host, self.SCRIPT, "install"))
 
     def open(self) -> None:
         for name in self.held:
