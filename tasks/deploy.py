@@ -187,17 +187,23 @@ class Deploy:
         """Check every host; learn its live release, OPcache strategy, maintenance state."""
         s = self.settings
 
-        def one(host: Host) -> tuple[str | None, str, bool]:
+        def one(host: Host) -> tuple[str | None, str, str | None]:
             host.run(f"mkdir -p {q(s.releases_dir)} {q(s.shared_dir)} {q(s.history_dir)}"
                      f" && test -w {q(s.deploy_path)}", step="preflight", echo=False)
             switch.check_current_is_link(host, s)
             live = release.live_release(host, s)
-            return live, opcache.choose(host, s), magento.maintenance_is_on(host, s, live)
+            return live, opcache.choose(host, s), magento.maintenance_owner(host, s, live)
 
-        for name, (live, strategy, on) in self.all(one, "preflight").items():
-            self.live[name], self.strategies[name] = live, strategy
-            if on:
-                self.operator_maintenance.add(name)
+        results = self.all(one, "preflight")
+        for host in self.hosts:
+            live, strategy, owner = results[host.name]
+            self.live[host.name], self.strategies[host.name] = live, strategy
+            if owner == "":
+                self.operator_maintenance.add(host.name)
+            elif owner:  # left by a deploy that failed: this one lifts it when it is live
+                self.flagged.append(host)
+                self.summary.notes.append(f"{host.name}: maintenance left on by {owner}; "
+                                          "lifted once this release is live")
         if len(set(self.live.values())) > 1:
             self.summary.warnings.append(f"hosts were on different releases before: {self.live}")
 
@@ -229,7 +235,10 @@ class Deploy:
         s, record = self.settings, self.record
         assert record is not None
         self.window_start = time.monotonic()
-        results = on_all(self.hosts, lambda h: magento.maintenance_on(h, s, self.releases_of(h)))
+        # The operator's maintenance stays the operator's in the new release too.
+        results = on_all(self.hosts, lambda h: magento.maintenance_on(
+            h, s, self.releases_of(h),
+            by="" if h.name in self.operator_maintenance else f"deploy {self.release}"))
         self.flagged = [h for h in self.hosts if h.name not in self.operator_maintenance]
         if failures(results):
             self.lift_maintenance(flush_failed=set())
@@ -250,25 +259,32 @@ class Deploy:
             ) from exc
         self.summary.upgrade_seconds = self.timeline.entries[-1].seconds
 
-    def lift_maintenance(self, flush_failed: set[str]) -> None:
-        """Maintenance off where this deploy set it; where OPcache could not be flushed the
-        old release keeps its flag, so workers still running old code show maintenance."""
-        on_all(self.flagged, lambda h: magento.maintenance_off(
-            h, self.settings, [self.release] if h.name in flush_failed else self.releases_of(h)))
+    def lift_maintenance(self, flush_failed: set[str]) -> dict[str, BaseException]:
+        """Maintenance off where a deploy set it; where OPcache could not be flushed the
+        old release keeps its flag, so workers still running old code show maintenance.
+        Returns the hosts where it could not be lifted."""
+        return failures(on_all(self.flagged, lambda h: magento.maintenance_off(
+            h, self.settings, [self.release] if h.name in flush_failed else self.releases_of(h))))
 
     # -- phase 5 ---------------------------------------------------------------------------
     def finish(self) -> None:
-        """After the switch: OPcache, cache, maintenance off, records, pruning."""
+        """After the switch: OPcache, cache, maintenance off, records, pruning.
+
+        Every step runs and is checked even when an earlier one failed (the release is
+        live either way); any failure ends the deploy with an error and a state report.
+        """
         s, record, summary = self.settings, self.record, self.summary
         assert record is not None
-        flush_failed = flush_everywhere(self.hosts, s, self.strategies, summary)
-        with self.timeline.timed(self.primary.name, "cache:flush"):
-            magento.cache_flush(self.primary, s, self.release)
-        self.lift_maintenance(flush_failed)
-        if self.flagged:
+        problems, flush_failed = flush_caches(self.hosts, s, self.strategies, summary,
+                                              self.release, self.timeline)
+        for name, exc in self.lift_maintenance(flush_failed).items():
+            problems.append(f"maintenance could not be lifted on {name} ({exc}): the shop "
+                            f"answers 503 there; run `fab maintenance-off --hosts={name}`")
+        if self.window_start and self.flagged:
             summary.maintenance_seconds = time.monotonic() - self.window_start
             record.maintenance_seconds = round(summary.maintenance_seconds, 3)
         record.status, record.finished = LIVE, release.utc_now()
+        record.note = "\n".join(problems)[:2000]
 
         def one(host: Host) -> None:
             record.steps = self.timeline.by_step(host.name)
@@ -283,10 +299,47 @@ class Deploy:
                 summary.warnings.append(f"{name}: pruning failed: {pruned}")
             elif pruned:
                 summary.notes.append(pruned)
-        if flush_failed:
-            raise DeployError(summary.text() + "\nthe release is live, but OPcache was not "
-                              f"flushed on {', '.join(flush_failed)}: PHP may still serve the "
-                              "old code there")
+        if problems:
+            raise DeployError(summary.text() + "\nTHE RELEASE IS LIVE, BUT:\n- "
+                              + "\n- ".join(problems) + "\n" + state_report(self.hosts, s))
+
+
+def state_report(hosts: list[Host], settings: Settings) -> str:
+    """What each host serves now and where maintenance is on (and who set it)."""
+    def one(host: Host) -> str:
+        live = release.live_release(host, settings)
+        owner = magento.maintenance_owner(host, settings, live)
+        state = "off" if owner is None else f"ON (set by {owner or 'the operator'})"
+        return f"current -> releases/{live}, maintenance {state}"
+
+    states = on_all(hosts, one)
+    return "state now:\n" + "\n".join(
+        f"  {name}: {'could not be read: ' if isinstance(state, BaseException) else ''}{state}"
+        for name, state in states.items())
+
+
+def flush_caches(hosts: list[Host], settings: Settings, strategies: dict[str, str],
+                 summary: Summary, rel: str, timeline: Timeline) -> tuple[list[str], set[str]]:
+    """After a switch: OPcache on every host, then ``cache:flush`` once on the primary.
+
+    Both always run. Returns the problems (each saying what to run next) and the hosts
+    whose OPcache flush failed.
+    """
+    problems = []
+    flush_failed = flush_everywhere(hosts, settings, strategies, summary)
+    if flush_failed:
+        problems.append(f"OPcache was not flushed on {', '.join(sorted(flush_failed))}: PHP "
+                        "may still serve the old code there (a deploy keeps the old release's "
+                        "maintenance flag there). Fix the flush, run `fab flush-opcache`, then "
+                        "`fab maintenance-off` if the state below shows it on")
+    primary = primary_of(hosts, settings)
+    try:
+        with timeline.timed(primary.name, "cache:flush"):
+            magento.cache_flush(primary, settings, rel)
+    except StepFailed as exc:
+        problems.append(f"{exc}\ncache:flush failed: run `bin/magento cache:flush` in "
+                        f"{settings.current} on {primary.name}")
+    return problems, flush_failed
 
 
 def flush_everywhere(hosts: list[Host], settings: Settings, strategies: dict[str, str],

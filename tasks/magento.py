@@ -103,21 +103,44 @@ def cache_flush(host: Host, settings: Settings, release: str) -> None:
     host.run(magento(settings, release, "cache:flush"), step="cache:flush", echo=False)
 
 
+OWNER = "set by fabric-magento-deploy:"
+OFF = "__maintenance_off__"
+
+
 def flag(settings: Settings, release: str) -> str:
     return f"{settings.release_dir(release)}/var/.maintenance.flag"
 
 
+def maintenance_owner(host: Host, settings: Settings, release: str | None) -> str | None:
+    """Who set the maintenance flag of ``release``: None when it is off, ``""`` for the
+    operator (or any other tool), else the deploy that set it (``deploy <id>``)."""
+    if not release:
+        return None
+    out = host.run(f"cat {q(flag(settings, release))} 2>/dev/null || echo {OFF}",
+                   step="maintenance state", echo=False).stdout.strip()
+    if out == OFF:
+        return None
+    return out[len(OWNER):].strip() if out.startswith(OWNER) else ""
+
+
 def maintenance_is_on(host: Host, settings: Settings, release: str | None) -> bool:
-    return bool(release) and host.test(f"test -e {q(flag(settings, release))}")  # type: ignore[arg-type]
+    return maintenance_owner(host, settings, release) is not None
 
 
-def maintenance_on(host: Host, settings: Settings, releases: list[str]) -> None:
-    """Create the flag in each release (the IP allow-list of the first one is copied over)."""
+def maintenance_on(host: Host, settings: Settings, releases: list[str], by: str = "") -> None:
+    """Create the flag in each release (the IP allow-list of the first one is copied over).
+
+    Magento only checks that the file exists; a deploy (``by``) writes its id into it, so
+    the next deploy and ``fab releases`` can tell a flag a failed deploy left from one the
+    operator set on purpose. An existing flag is left as it is.
+    """
+    content = q(f"{OWNER} {by}" if by else "")
     cmds = []
     for rel in releases:
         var = q(f"{settings.release_dir(rel)}/var")
         flag_file = f"{var}/.maintenance.flag"
-        cmds.append(f"mkdir -p {var} && {{ [ -e {flag_file} ] || : > {flag_file}; }}")
+        cmds.append(f"mkdir -p {var} && {{ [ -e {flag_file} ] || printf '%s' {content} > "
+                    f"{flag_file}; }}")
     first = q(f"{settings.release_dir(releases[0])}/var/.maintenance.ip")
     for rel in releases[1:]:
         ip = q(f"{settings.release_dir(rel)}/var/.maintenance.ip")

@@ -80,7 +80,10 @@ class Summary:
         if self.commit:
             head += f" ({self.ref} @ {self.commit[:10]})"
         lines = [head + f" is live on {', '.join(hosts)}"]
-        if self.path == "maintenance":
+        if self.path == "maintenance" and self.maintenance_seconds is None:
+            lines.append(f"path: setup:upgrade {self.upgrade_seconds or 0:.2f} s under the "
+                         "maintenance the operator had set; it stays on")
+        elif self.path == "maintenance":
             lines.append(f"path: maintenance window {self.maintenance_seconds:.2f} s "
                          f"(setup:upgrade {self.upgrade_seconds or 0:.2f} s)")
         elif self.path:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from . import magento, opcache, release
 from .deploy import (
     DeployError,
-    flush_everywhere,
+    flush_caches,
     interrupts_as_exceptions,
     locked,
     mark,
     open_all,
     raise_on_failures,
+    state_report,
     switch_all,
 )
 from .hosts import Host, distinct, failures, on_all
@@ -114,8 +115,11 @@ def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
                 summary.warnings.append(
                     f"forced across a schema change ({', '.join(movers)}): the DATABASE WAS NOT "
                     "rolled back; the old code now runs against the newer schema")
-            flush_everywhere(hosts, settings, strategies, summary)
+            problems, _ = flush_caches(hosts, settings, strategies, summary, target, timeline)
             on_all(hosts, lambda h: _records_after(h, settings, live[h.name], target, summary))
+            if problems:
+                raise DeployError(summary.text() + "\nTHE ROLLBACK IS LIVE, BUT:\n- "
+                                  + "\n- ".join(problems) + "\n" + state_report(hosts, settings))
     return summary
 
 
