@@ -209,74 +209,69 @@ def running(host: WebHost, *args: str) -> list[int]:
     return found
 
 
-@contextmanager
-def seen_while_running(host: WebHost, needle: str,
-                       look: Callable[[], T]) -> Iterator[list[T]]:
-    """Call ``look`` once while a command with the argument ``needle`` (``bin/magento
-    setup:upgrade``) runs on ``host`` (hold it there with a ``sleep`` fault); yields a
-    list that then holds ``look``'s result.
-
-    The result is kept only if the command still ran after ``look`` returned, so what
-    ``look`` saw is the state *during* the command, not before or after it.
-    """
-    seen: list[T] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        try:
-            while not stop.is_set():
-                pids = running(host, needle)
-                if pids:
-                    result = look()
-                    if set(pids) & set(running(host, needle)):
-                        seen.append(result)
-                    return
-                time.sleep(0.005)
-        except BaseException as exc:  # reported in the test's thread, not lost
-            errors.append(exc)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
 class Gate:
-    """Holds a deploy at ``composer install`` on chosen hosts until the test opens it.
+    """Holds a deploy at one command on chosen hosts until the test opens the gate.
 
-    ``DEPLOY_COMPOSER`` becomes a script that waits for a file on its host, then runs
-    the real ``composer``; hosts not held get the file at once. The test can then act at
-    a known step (while the lock is held, before the switch) without guessing times.
+    ``program`` (``composer``, ``php``) is replaced by a script on every host (give
+    :attr:`command` as ``DEPLOY_COMPOSER``/``DEPLOY_PHP``) that, when its arguments
+    include ``arg``, waits for a file, then runs the real program; hosts not held get the
+    file at once. The test acts at a known step (``composer install``: lock and
+    preflight done, nothing switched; ``bin/magento setup:upgrade``: maintenance set)
+    instead of guessing how long a step takes.
     """
 
-    SCRIPT = "/srv/log/composer-gate"
-    OPEN = "/srv/log/gate-open"
-
-    def __init__(self, rig: Rig, held: list[str]):
-        self.rig, self.held = rig, held
+    def __init__(self, rig: Rig, held: list[str], *, program: str = "composer",
+                 arg: str = "install"):
+        self.rig, self.held, self.arg = rig, held, arg
+        self.command = f"/srv/log/{program}-gate"
+        self._open = f"/srv/log/{program}-gate-open"
         for host in rig.hosts:
-            script = host.inside(self.SCRIPT)
-            script.write_text(f"#!/bin/sh\nwhile [ ! -e {self.OPEN} ]; do sleep 0.02; done\n"
-                              'exec composer "$@"\n')
+            script = host.inside(self.command)
+            script.write_text(
+                f'#!/bin/sh\ncase " $* " in *" {arg} "*)\n'
+                f"  while [ ! -e {self._open} ]; do sleep 0.02; done;;\nesac\n"
+                f'exec {program} "$@"\n')
             script.chmod(0o755)
             if host.name not in held:
-                host.inside(self.OPEN).touch()
-
-    @property
-    def composer(self) -> str:
-        """The ``DEPLOY_COMPOSER`` value."""
-        return self.SCRIPT
+                host.inside(self._open).touch()
 
     def waiting(self, host: WebHost) -> bool:
-        """A deploy waits at the gate on ``host`` (its lock and preflight are done)."""
-        return bool(running(host, self.SCRIPT, "install"))
+        """A deploy waits at the gate on ``host``."""
+        return bool(running(host, self.command, self.arg))
 
     def open(self) -> None:
         for name in self.held:
-            self.rig.host(name).inside(self.OPEN).touch()
+            self.rig.host(name).inside(self._open).touch()
+
+    @contextmanager
+    def look_when_held(self, host: WebHost, look: Callable[[], T]) -> Iterator[list[T]]:
+        """While the block runs: once a deploy waits at the gate on ``host``, call
+        ``look`` (the deploy cannot move meanwhile), then open the gate. Yields a list
+        that holds ``look``'s result afterwards (empty if the gate was never reached).
+        The gate is open when the block ends, whatever happened."""
+        seen: list[T] = []
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def loop() -> None:
+            try:
+                while not stop.is_set():
+                    if self.waiting(host):
+                        seen.append(look())
+                        return
+                    time.sleep(0.01)
+            except BaseException as exc:  # reported in the test's thread, not lost
+                errors.append(exc)
+            finally:
+                self.open()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield seen
+        finally:
+            stop.set()
+            thread.join()
+            self.open()
+        if errors:
+            raise errors[0]

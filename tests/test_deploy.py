@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from scenario import Shop, always_resolves, seen_while_running, watch
+from scenario import Gate, Shop, always_resolves, watch
 
 from tasks.deploy import DeployError
 from tasks.magento import DatabaseAheadError
@@ -268,7 +268,7 @@ def test_maintenance_allow_list_is_carried_into_the_new_release(one: Shop) -> No
     allowed = one.release_path(web1, live, "var/.maintenance.ip").read_text()
     assert allowed == "10.1.2.3,10.9.0.0/16"
     one.commit(modules={"Shop_Catalog": "1.1.0"})
-    one.faults(web1, {"setup:upgrade": {"sleep": 3.0}})  # hold the window while we look
+    gate = Gate(one.rig, held=["web1"], program="php", arg="setup:upgrade")
 
     def new_release() -> tuple[bool, str | None]:
         new = [r for r in one.releases(web1) if r != live]
@@ -276,10 +276,10 @@ def test_maintenance_allow_list_is_carried_into_the_new_release(one: Shop) -> No
         flag = ip is not None and ip.with_name(".maintenance.flag").exists()
         return flag, ip.read_text() if ip is not None and ip.exists() else None
 
-    with seen_while_running(web1, "setup:upgrade", new_release) as seen:
-        summary = one.deploy()
+    with gate.look_when_held(web1, new_release) as seen:
+        summary = one.deploy(php=gate.command)
     assert summary.path == "maintenance"
-    assert seen, "setup:upgrade was not seen running"
+    assert seen, "setup:upgrade never started"
     assert seen[0] == (True, allowed), "the new release lacked the flag or the allow list"
     status = web1.sh("cd /srv/shop/current && php bin/magento maintenance:status",
                      user="deployer").stdout

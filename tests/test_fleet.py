@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import pytest
 from rig import WebHost
-from scenario import Gate, Shop, eventually, running, seen_while_running
+from scenario import Gate, Shop, eventually, running
 
 from tasks.deploy import DeployError
 
@@ -44,7 +43,7 @@ def test_schema_release_upgrades_once_on_the_primary_with_every_host_in_maintena
     live = fleet.deploy().release
     fleet.commit(modules={"Shop_Checkout": "2.1.0"})
     web2 = fleet.rig.host("web2")
-    fleet.faults(web2, {"setup:upgrade": {"sleep": 3.0}})  # hold the window while we look
+    gate = Gate(fleet.rig, held=["web2"], program="php", arg="setup:upgrade")
 
     def flags() -> dict[str, tuple[bool, bool]]:
         """Per host: maintenance flag in the live release, in the new release."""
@@ -57,10 +56,10 @@ def test_schema_release_upgrades_once_on_the_primary_with_every_host_in_maintena
                 and fleet.release_path(host, new[0], "var/.maintenance.flag").exists())
         return state
 
-    with seen_while_running(web2, "setup:upgrade", flags) as seen:
-        summary = fleet.deploy(primary="web2")
+    with gate.look_when_held(web2, flags) as seen:
+        summary = fleet.deploy(primary="web2", php=gate.command)
     assert summary.path == "maintenance"
-    assert seen, "setup:upgrade was not seen running on web2"
+    assert seen, "setup:upgrade never started on web2"
     assert seen[0] == {name: (True, True) for name in ("web1", "web2", "web3")}, \
         "(live, new) release flags during setup:upgrade"
     counts = {h.name: fleet.commands(h).count("setup:upgrade") for h in fleet.rig.hosts}
@@ -121,19 +120,15 @@ def test_switch_failure_on_one_host_puts_every_host_back(fleet: Shop) -> None:
     gate = Gate(fleet.rig, held=["web3"])  # web3's build waits: lock and preflight are done
 
     def break_web3() -> None:
-        eventually(lambda: gate.waiting(web3), "web3 waiting at composer install")
         web3.sh("chmod 0555 /srv/shop")  # deployer can no longer create the link
-        gate.open()
 
-    breaker = threading.Thread(target=break_web3)
-    breaker.start()
     try:
-        with pytest.raises(DeployError, match=r"(?s)switch failed on web3.*back on its previous"):
-            fleet.deploy(composer=gate.composer)
+        with gate.look_when_held(web3, break_web3) as broken, pytest.raises(
+                DeployError, match=r"(?s)switch failed on web3.*back on its previous"):
+            fleet.deploy(composer=gate.command)
     finally:
-        breaker.join()
-        gate.open()
         web3.sh("chmod 0755 /srv/shop")
+    assert broken, "web3's build never reached the gate"
     for host in fleet.rig.hosts:
         assert fleet.live(host) == live, f"{host.name} not back on {live}"
 

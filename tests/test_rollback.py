@@ -69,7 +69,7 @@ def test_rollback_never_targets_a_failed_release(one: Shop) -> None:
 def test_two_concurrent_deploys_exactly_one_proceeds(one: Shop) -> None:
     web1 = one.rig.host("web1")
     gate = Gate(one.rig, held=["web1"])  # the winner waits at composer install, lock held
-    procs = [one.fab_background("deploy", "--quiet", composer=gate.composer) for _ in range(2)]
+    procs = [one.fab_background("deploy", "--quiet", composer=gate.command) for _ in range(2)]
     try:
         loser = eventually(lambda: next((p for p in procs if p.poll() is not None), None),
                            "one of the two deploys gave up")
