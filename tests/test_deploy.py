@@ -65,12 +65,19 @@ def test_schema_release_takes_a_maintenance_window_in_both_releases(one: Shop) -
     first = one.deploy().release
     one.commit(label="v2", modules={"Shop_Catalog": "1.1.0"})
     one.faults(web1, {"setup:upgrade": {"sleep": 1.0}})
+    gate = Gate(one.rig, held=["web1"], program="php", arg="setup:upgrade")
     old_flag = one.release_path(web1, first, "var/.maintenance.flag")
-    with watch([old_flag]) as seen:
-        summary = one.deploy()
+
+    def flags() -> tuple[bool, bool]:
+        new = [r for r in one.releases(web1) if r != first]
+        return old_flag.exists(), len(new) == 1 and one.release_path(
+            web1, new[0], "var/.maintenance.flag").exists()
+
+    with gate.look_when_held(web1, flags) as seen:
+        summary = one.deploy(php=gate.command)
     rel = summary.release
     assert summary.path == "maintenance"
-    assert seen[old_flag], "the live release must show maintenance during the upgrade"
+    assert seen == [(True, True)], "both releases must show maintenance during the upgrade"
     assert not old_flag.exists()
     assert not one.release_path(web1, rel, "var/.maintenance.flag").exists()
     upgrades = [e for e in one.log(web1) if e["cmd"] == "setup:upgrade"]
