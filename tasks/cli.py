@@ -56,11 +56,10 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def targets(c: Context, settings: Settings, *, echo: bool = True) -> list[Host]:
     """The task's host when ``fab`` gave one, else every host of ``DEPLOY_HOSTS``."""
     if isinstance(c, Connection):
-        return [Host.from_context(c, echo=echo, host_keys=settings.host_keys)]
+        return [Host.from_context(c, echo=echo).configure(settings)]
     if not settings.hosts:
         raise SettingsError("no host: give --hosts=web1,web2 or set DEPLOY_HOSTS")
-    return [Host.named(name, c.config, echo=echo, host_keys=settings.host_keys)
-            for name in settings.hosts]
+    return [Host.named(name, c.config, echo=echo).configure(settings) for name in settings.hosts]
 
 
 def newest_release(host: Host, settings: Settings) -> str:
@@ -82,11 +81,10 @@ _collected: dict[str, dict[str, Any]] = {}
 
 def collect(c: Context, action: str, **options: Any) -> None:
     """Per-host half of a coordinated task: remember the host and the options."""
-    settings = load(require_repo=action == "deploy")  # bad settings stop here, before any host
+    load(require_repo=action == "deploy")  # bad settings stop here, before any host is touched
     entry = _collected.setdefault(action, {"hosts": [], "options": {}})
     if isinstance(c, Connection):
-        entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet"),
-                                                host_keys=settings.host_keys))
+        entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet")))
     entry["options"] = options
 
 
@@ -158,7 +156,7 @@ def build_release(c: Context, release: str | None = None) -> None:
     for host in targets(c, settings):
         rel = release or newest_release(host, settings)
         for step in build.build(settings, rel):
-            host.step(step)
+            host.step(step, timeout=settings.timeout_build)
         say(f"[{host.name}] built release {rel}")
 
 

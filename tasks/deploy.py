@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,11 @@ class DeployError(RuntimeError):
     """A deploy stopped; the message says what happened to the live site."""
 
 
+class OutcomeUnknown(DeployError):
+    """Database work may or may not have happened (connection lost, timed out, aborted):
+    the deploy lock stays until someone has looked."""
+
+
 def primary_of(hosts: list[Host], settings: Settings) -> Host:
     """``DEPLOY_PRIMARY`` or the first host: the one that does the database work."""
     for host in hosts:
@@ -41,10 +47,11 @@ def primary_of(hosts: list[Host], settings: Settings) -> Host:
     return hosts[0]
 
 
-def run_steps(host: Host, steps: list[Step], timeline: Timeline) -> None:
+def run_steps(host: Host, steps: list[Step], timeline: Timeline,
+              timeout: int | None = None) -> None:
     for step in steps:
         with timeline.timed(host.name, step.name):
-            host.step(step)
+            host.step(step, timeout=timeout)
 
 
 def describe_failures(errors: dict[str, BaseException]) -> str:
@@ -60,10 +67,11 @@ def raise_on_failures(results: dict, what: str) -> None:
 
 @contextmanager
 def signal_handler(handler: Callable[[int, object], None]) -> Iterator[bool]:
-    """Install ``handler`` for SIGINT and SIGTERM during the block (main thread only;
-    elsewhere signals are left alone and the block gets False)."""
+    """Install ``handler`` for SIGINT, SIGTERM and SIGHUP (a closed terminal) during the
+    block (main thread only; elsewhere signals are left alone and the block gets False)."""
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     try:
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, handler) for sig in signals}
     except ValueError:
         yield False
         return
@@ -76,33 +84,40 @@ def signal_handler(handler: Callable[[int, object], None]) -> Iterator[bool]:
 
 @contextmanager
 def interrupts_as_exceptions(hosts: list[Host]) -> Iterator[None]:
-    """Ctrl-C and SIGTERM (what CI and systemd send) stop the deploy, and stop it now.
+    """Ctrl-C, SIGTERM (what CI and systemd send) and SIGHUP stop the deploy, and now.
 
-    Without a pty a remote command ignores our disconnect, and Invoke waits for its
-    output to end; so the SSH connections are closed first, then KeyboardInterrupt is
-    raised and the cleanup (on fresh connections) kills what still runs in the release.
+    The handler only raises; the thread waiting for the hosts (:func:`hosts.in_threads`)
+    closes their connections, so remote commands end, and the cleanup (on fresh
+    connections) kills what still runs in the release.
     """
     def handler(signum: int, frame: object) -> None:
-        for host in hosts:
-            try:
-                host.close()
-            except Exception:  # best effort: we are stopping anyway
-                pass
         raise KeyboardInterrupt(f"signal {signum}")
 
     with signal_handler(handler):
         yield
 
 
+class Aborted(KeyboardInterrupt):
+    """A second signal during the deferred section: stop waiting, state unknown."""
+
+
 @contextmanager
 def interrupts_deferred(what: str) -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM until the block is done: a database upgrade or a switch that
-    stops half-way is worse than one that finishes a second later."""
+    """Hold Ctrl-C/SIGTERM/SIGHUP until the block is done: a database upgrade or a switch
+    that stops half-way is worse than one that finishes a second later. A second signal
+    aborts (:class:`Aborted`); the caller then reports the state it left.
+
+    The handler only records and writes with ``os.write``: ``print`` takes a lock the
+    interrupted code may hold.
+    """
     received: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
+        if received:
+            raise Aborted(f"second signal {signum} during {what}")
         received.append(signum)
-        say(f"signal {signum} received: {what} first, then stopping")
+        os.write(2, f"signal {signum} received: {what} first, then stopping "
+                    "(send it again to abort now)\n".encode())
 
     with signal_handler(handler):
         yield
@@ -112,18 +127,31 @@ def interrupts_deferred(what: str) -> Iterator[None]:
 
 @contextmanager
 def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "") -> Iterator[None]:
-    """Hold ``deploy.lock`` on every host, or on none: a refusal releases what we took."""
+    """Hold ``deploy.lock`` on every host, or on none: a refusal (or Ctrl-C while taking
+    them) releases what we took. When the outcome of database work is unknown
+    (:class:`OutcomeUnknown`) the lock stays, saying why, so nobody deploys on top of a
+    ``setup:upgrade`` that may still be running; ``fab unlock`` clears it."""
     info = lock.lock_info(action, rel)
-    results = on_all(hosts, lambda h: lock.acquire(h, settings, info))
-    errors = failures(results)
+    try:
+        errors = failures(on_all(hosts, lambda h: lock.acquire(h, settings, info)))
+    except BaseException:
+        on_all(hosts, lambda h: lock.release(h, settings, info))  # only removes ours
+        raise
     if errors:
         taken = [h for h in hosts if h.name not in errors]
         on_all(taken, lambda h: lock.release(h, settings, info))
         raise DeployError("\n".join(str(e) for e in errors.values()))
+    kept = ""
     try:
         yield
+    except OutcomeUnknown as exc:
+        kept = str(exc).splitlines()[0]
+        raise
     finally:
-        on_all(hosts, lambda h: lock.release(h, settings, info))
+        if kept:
+            on_all(hosts, lambda h: lock.keep(h, settings, info, kept))
+        else:
+            on_all(hosts, lambda h: lock.release(h, settings, info))
 
 
 def open_all(hosts: list[Host]) -> None:
@@ -216,7 +244,7 @@ class Deploy:
             start = time.monotonic()
             run_steps(host, source.checkout(s, rel, self.commit), self.timeline)
             run_steps(host, [source.link_shared(s, rel)], self.timeline)
-            run_steps(host, build.build(s, rel), self.timeline)
+            run_steps(host, build.build(s, rel), self.timeline, s.timeout_build)
             return time.monotonic() - start
 
         self.write_records()
@@ -252,6 +280,12 @@ class Deploy:
         except StepFailed as exc:
             record.status, record.note = FAILED, str(exc)[:2000]
             self.write_records()
+            if exc.exit_code is None or exc.timed_out:
+                raise OutcomeUnknown(
+                    f"the outcome of setup:upgrade on {self.primary.name} is unknown (the "
+                    f"connection was lost or it timed out): it may still be running. The deploy "
+                    f"lock stays, maintenance stays ON, `current` still points at the old "
+                    f"release.\n{exc}\n{state_report(self.hosts, s)}") from exc
             raise DeployError(
                 f"{exc}\nsetup:upgrade failed: the database may be HALF-UPGRADED, so maintenance "
                 f"stays ON on every host and `current` still points at the old release. Fix the "
@@ -395,7 +429,7 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
            quiet: bool = False) -> Summary:
     """Deploy ``ref`` (default ``DEPLOY_BRANCH``) to all ``hosts`` as one release."""
     ref = ref or settings.branch
-    hosts = distinct(hosts, settings.host_keys)
+    hosts = distinct(hosts, settings)
     rel = release.new_release_id()
     d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref))
     primary_of(hosts, settings)
@@ -418,8 +452,14 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
                 raise DeployError(f"{exc}\nnothing was switched; release {rel} removed") from exc
             d.record.db_status = verdict.line()
             say(f"{'':9}{d.primary.name:<12} {verdict.line()}")
-            with interrupts_deferred("finishing the database work and the switch"):
-                go_live(d, verdict)
+            try:
+                with interrupts_deferred("finishing the database work and the switch"):
+                    go_live(d, verdict)
+            except Aborted as exc:
+                raise OutcomeUnknown(
+                    f"ABORTED by a second signal during the database work or the switch: "
+                    f"setup:upgrade may still be running on {d.primary.name}; the deploy lock "
+                    f"stays.\n{state_report(hosts, settings)}") from exc
     return d.summary
 
 

@@ -9,13 +9,15 @@ parallel and waits for all of them: that wait is the barrier between deploy phas
 
 from __future__ import annotations
 
+import functools
 import io
 import shlex
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import paramiko
@@ -25,7 +27,7 @@ from invoke import Context
 from . import hostkeys
 from .plan import Step
 from .redact import redact
-from .settings import SettingsError
+from .settings import DEFAULTS, Settings, SettingsError
 
 if TYPE_CHECKING:
     from invoke.runners import Result
@@ -35,6 +37,9 @@ T = TypeVar("T")
 _print_lock = threading.Lock()
 
 q = shlex.quote
+DEFAULT_TIMEOUT = int(DEFAULTS["DEPLOY_TIMEOUT_COMMAND"])
+KEEPALIVE = 15  # seconds between SSH keepalives: a dead link is noticed, NAT state kept
+TIMED_OUT, TIMED_OUT_KILLED = 124, 137  # coreutils timeout: TERM'd, then KILLed after -k
 
 
 def say(line: str, *, stream: Any = None) -> None:
@@ -46,9 +51,10 @@ def say(line: str, *, stream: Any = None) -> None:
 class StepFailed(RuntimeError):
     """A command failed on a host. ``str()`` is the whole story for the operator."""
 
-    def __init__(self, host: str, step: str, command: str, exit_code: int | None, output: str):
+    def __init__(self, host: str, step: str, command: str, exit_code: int | None, output: str,
+                 *, timed_out: bool = False):
         self.host, self.step, self.command = host, step, command
-        self.exit_code, self.output = exit_code, output
+        self.exit_code, self.output, self.timed_out = exit_code, output, timed_out
         tail = "\n".join(output.strip().splitlines()[-15:])
         code = "no exit code" if exit_code is None else f"exit {exit_code}"
         super().__init__(redact(
@@ -90,7 +96,14 @@ class Host:
         self.runner = runner
         self.echo = echo
         self.host_keys = host_keys  # DEPLOY_HOST_KEYS; "" = as the host's SSH config says
+        self.timeout = DEFAULT_TIMEOUT  # seconds a command may take unless told otherwise
         self._guarded = False
+
+    def configure(self, settings: Settings) -> Host:
+        """Apply ``DEPLOY_HOST_KEYS`` (when set) and ``DEPLOY_TIMEOUT_COMMAND``."""
+        self.host_keys = settings.host_keys or self.host_keys
+        self.timeout = settings.timeout_command
+        return self
 
     @property
     def key(self) -> str:
@@ -100,20 +113,19 @@ class Host:
         return LOCAL
 
     @classmethod
-    def from_context(cls, c: Context, *, echo: bool = True, host_keys: str = "") -> Host:
+    def from_context(cls, c: Context, *, echo: bool = True) -> Host:
         """The host a Fabric task was called with; a plain Context means ``local``."""
         if isinstance(c, Connection):
-            return cls(c.original_host, c, echo=echo, host_keys=host_keys)
+            return cls(c.original_host, c, echo=echo)
         return cls(LOCAL, c, echo=echo)
 
     @classmethod
-    def named(cls, name: str, config: Config | None = None, *, echo: bool = True,
-              host_keys: str = "") -> Host:
+    def named(cls, name: str, config: Config | None = None, *, echo: bool = True) -> Host:
         """A host from a name in ``DEPLOY_HOSTS``; Fabric's ssh_config/user/key apply."""
         config = config or Config()
         if name == LOCAL:
             return cls(LOCAL, Context(config=config), echo=echo)
-        return cls(name, Connection(name, config=config), echo=echo, host_keys=host_keys)
+        return cls(name, Connection(name, config=config), echo=echo)
 
     @property
     def is_local(self) -> bool:
@@ -133,6 +145,7 @@ class Host:
             self._guarded = True
         try:
             conn.open()
+            conn.transport.set_keepalive(KEEPALIVE)
         except paramiko.BadHostKeyException as exc:
             raise StepFailed(self.name, "connect", f"ssh {self.key}", None,
                              hostkeys.describe_changed(conn.host, exc)) from exc
@@ -147,32 +160,50 @@ class Host:
         if not self.is_local:
             self.runner.close()  # type: ignore[attr-defined]
 
-    def step(self, step: Step, *, warn: bool = False, echo: bool | None = None) -> Result:
+    def step(self, step: Step, *, warn: bool = False, echo: bool | None = None,
+             timeout: int | None = None) -> Result:
         """Run one planned :class:`Step` (its stdin included)."""
-        return self.run(step.command, step=step.name, warn=warn, echo=echo, stdin=step.stdin)
+        return self.run(step.command, step=step.name, warn=warn, echo=echo, stdin=step.stdin,
+                        timeout=timeout)
 
     def run(self, command: str, *, step: str = "run", warn: bool = False,
-            echo: bool | None = None, stdin: str = "") -> Result:
+            echo: bool | None = None, stdin: str = "", timeout: int | None = None) -> Result:
         """Run ``command`` in a shell on the host; raise :class:`StepFailed` unless ``warn``.
 
         ``stdin`` is the command's input (never echoed); without it the command gets none.
+        ``timeout`` (default :attr:`timeout`) is enforced on the host by coreutils
+        ``timeout``, which kills the command's whole process group there: closing our end
+        of an SSH channel would leave a hung ``composer`` running. A timeout is a failure
+        even with ``warn``.
         """
+        if threading.current_thread() is threading.main_thread():  # see in_threads()
+            call = functools.partial(self.run, command, step=step, warn=warn, echo=echo,
+                                     stdin=stdin, timeout=timeout)
+            return in_threads([self], {self.name: call})[self.name].result()
         self.open()  # never let Fabric open lazily: it would skip the host key check
+        limit = timeout or self.timeout
         show = self.echo if echo is None else echo
         out = _LinePrefixer(f"[{self.name}] ", sys.stdout) if show else None
         err = _LinePrefixer(f"[{self.name}] ", sys.stderr) if show else None
+        bounded = f'timeout -k 30 {limit} "${{SHELL:-sh}}" -c {q(command)}'
+        started = time.monotonic()
         try:
             result = self.runner.run(
-                command, warn=True, hide=True, in_stream=io.StringIO(stdin) if stdin else False,
-                out_stream=out, err_stream=err,
+                bounded, warn=True, hide=True, in_stream=io.StringIO(stdin) if stdin else False,
+                out_stream=out, err_stream=err, timeout=limit + 60,
             )
-        except Exception as exc:  # SSH dropped, channel closed, ...
+        except Exception as exc:  # SSH dropped, channel closed, our own backstop timeout
             problem = f"{type(exc).__name__}: {exc}"
             raise StepFailed(self.name, step, command, None, problem) from exc
         finally:
             for stream in (out, err):
                 if stream:
                     stream.flush()
+        if (result.exited in (TIMED_OUT, TIMED_OUT_KILLED)
+                and time.monotonic() - started >= limit):
+            raise StepFailed(self.name, step, command, result.exited,
+                             f"{result.stdout}{result.stderr}\ntimed out after {limit} s and "
+                             "was stopped (DEPLOY_TIMEOUT_* sets the limits)", timed_out=True)
         if result.failed and not warn:
             raise StepFailed(self.name, step, command, result.exited,
                              result.stdout + result.stderr)
@@ -194,17 +225,15 @@ class DuplicateHost(SettingsError):
     """The same host (user@host:port) was given twice."""
 
 
-def distinct(hosts: Iterable[Host], host_keys: str = "") -> list[Host]:
+def distinct(hosts: Iterable[Host], settings: Settings) -> list[Host]:
     """The hosts of one operation, each once, each with a name no other host has.
 
     The same ``user@host:port`` twice is refused (it would be built, locked and switched
     twice). Different hosts that share a short name (``deploy@lb:2201`` and
     ``deploy@lb:2202`` are both ``lb``) are named by their full identity instead.
-    ``host_keys`` (``DEPLOY_HOST_KEYS``), when set, applies to every host.
+    Every host gets the settings' host key mode and timeout (:meth:`Host.configure`).
     """
-    hosts = list(hosts)
-    for host in hosts:
-        host.host_keys = host_keys or host.host_keys
+    hosts = [host.configure(settings) for host in hosts]
     keys = [h.key for h in hosts]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
@@ -227,30 +256,30 @@ def on_all(hosts: Iterable[Host], fn: Callable[[Host], T]) -> dict[str, T | Base
     names = [h.name for h in hosts]
     if len(set(names)) < len(names):
         raise DuplicateHost(f"two hosts share a name in {names}: use hosts.distinct()")
-    if len(hosts) <= 1:  # no thread: keeps tracebacks and Ctrl-C simple for one host
-        results: dict[str, T | BaseException] = {}
-        for host in hosts:
-            try:
-                results[host.name] = fn(host)
-            except Exception as exc:
-                results[host.name] = exc
-        return results
-    pool = ThreadPoolExecutor(max_workers=len(hosts))
-    futures = {host.name: pool.submit(fn, host) for host in hosts}
+    futures = in_threads(hosts, {host.name: (lambda h=host: fn(h)) for host in hosts})
+    return {name: future.exception() or future.result() for name, future in futures.items()}
+
+
+def in_threads(hosts: list[Host], calls: dict[str, Callable[[], T]]) -> dict[str, Future[T]]:
+    """Run ``calls`` in worker threads while this thread only waits; return when all end.
+
+    Why threads even for one call: Invoke swallows a KeyboardInterrupt that arrives while
+    it waits for a command (it forwards it to the remote end, which ignores it without a
+    pty). Here the interrupt reaches the waiting thread instead, which closes the hosts'
+    connections so their commands end now, and re-raises it. Signal handlers therefore
+    only have to raise; they never touch a connection themselves.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(1, len(calls)))
+    futures = {name: pool.submit(call) for name, call in calls.items()}
     try:
-        results = {}
-        for name, future in futures.items():
-            exc = future.exception()
-            results[name] = exc if exc is not None else future.result()
-        return results
+        wait(futures.values())
     except BaseException:
-        # Ctrl-C while hosts work: drop their connections so their commands end now
-        # instead of the pool waiting for every build to finish.
         for host in hosts:
             host.close()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    return futures
 
 
 def failures(results: dict[str, T | BaseException]) -> dict[str, BaseException]:

@@ -35,7 +35,11 @@ def describe(host: str, settings: Settings, info: dict) -> str:
     text = (f"[{host}] {settings.lock_file} is held by {info.get('who', '?')} "
             f"(pid {info.get('pid', '?')}, {info.get('action', '?')}"
             f"{' of ' + info['release'] if info.get('release') else ''}) since {since}")
-    if age_min > settings.lock_stale_minutes:
+    if info.get("kept"):
+        text += (f"; it was KEPT because {info['kept']}. Check the database and the hosts "
+                 f"(`fab db-status`, `fab releases`), then clear it with: fab unlock "
+                 f"--hosts={host}")
+    elif age_min > settings.lock_stale_minutes:
         text += (f"; it is {age_min:.0f} min old, probably stale (a crashed deploy?). "
                  f"If nobody is deploying, clear it with: fab unlock --hosts={host}")
     return text
@@ -65,6 +69,14 @@ def release(host: Host, settings: Settings, info: dict) -> None:
     ours = q(json.dumps(info))
     host.run(f"if [ \"$(cat {q(settings.lock_file)} 2>/dev/null)\" = {ours} ];"
              f" then rm -f {q(settings.lock_file)}; fi", step="unlock", warn=True, echo=False)
+
+
+def keep(host: Host, settings: Settings, info: dict, why: str) -> None:
+    """Leave our lock in place, saying why (only if it is still ours)."""
+    ours, kept = q(json.dumps(info)), q(json.dumps({**info, "kept": why}))
+    host.run(f"if [ \"$(cat {q(settings.lock_file)} 2>/dev/null)\" = {ours} ]; then"
+             f" printf '%s\\n' {kept} > {q(settings.lock_file)}; fi", step="keep lock",
+             warn=True, echo=False)
 
 
 def read(host: Host, settings: Settings) -> dict | None:

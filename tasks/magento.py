@@ -96,7 +96,8 @@ def db_status(host: Host, settings: Settings, release: str) -> DbVerdict:
 
 def upgrade(host: Host, settings: Settings, release: str) -> None:
     """``setup:upgrade --keep-generated``: without it Magento wipes generated/ and pub/static."""
-    host.run(magento(settings, release, "setup:upgrade", "--keep-generated"), step="setup:upgrade")
+    host.run(magento(settings, release, "setup:upgrade", "--keep-generated"), step="setup:upgrade",
+             timeout=settings.timeout_upgrade)
 
 
 def cache_flush(host: Host, settings: Settings, release: str) -> None:

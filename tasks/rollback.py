@@ -89,7 +89,7 @@ def plan(live: str | None, records: dict[str, ReleaseRecord], present: release.R
 def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
              force: bool = False) -> Summary:
     """Switch every host back to the previous live release (or ``to``); all or none."""
-    hosts = distinct(hosts, settings.host_keys)
+    hosts = distinct(hosts, settings)
     timeline = Timeline()
     with interrupts_as_exceptions(hosts):
         open_all(hosts)

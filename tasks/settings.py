@@ -55,6 +55,9 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_PRIMARY": "",
     "DEPLOY_LOCK_STALE_MINUTES": "60",
     "DEPLOY_HOST_KEYS": "",
+    "DEPLOY_TIMEOUT_COMMAND": "900",
+    "DEPLOY_TIMEOUT_BUILD": "3600",
+    "DEPLOY_TIMEOUT_UPGRADE": "10800",
 }
 
 
@@ -90,6 +93,9 @@ class Settings:
     primary: str = ""
     lock_stale_minutes: int = 60
     host_keys: str = ""  # "" = each host's StrictHostKeyChecking; else strict|accept-new|off
+    timeout_command: int = 900
+    timeout_build: int = 3600
+    timeout_upgrade: int = 10800
 
     # Paths derived from deploy_path: one definition of the layout.
     @property
@@ -285,6 +291,9 @@ def load(
         primary=primary,
         lock_stale_minutes=_positive_int(raw, "DEPLOY_LOCK_STALE_MINUTES", minimum=1),  # type: ignore[arg-type]
         host_keys=_choice(raw, "DEPLOY_HOST_KEYS", HOST_KEY_MODES),
+        timeout_command=_positive_int(raw, "DEPLOY_TIMEOUT_COMMAND", minimum=1),  # type: ignore[arg-type]
+        timeout_build=_positive_int(raw, "DEPLOY_TIMEOUT_BUILD", minimum=1),  # type: ignore[arg-type]
+        timeout_upgrade=_positive_int(raw, "DEPLOY_TIMEOUT_UPGRADE", minimum=1),  # type: ignore[arg-type]
     )
 
 
