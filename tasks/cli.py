@@ -9,6 +9,7 @@ keeps Fabric's per-host meaning (``fab -H web1,web2 db-status`` asks each host).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +19,11 @@ from invoke.exceptions import Exit
 
 from . import build, lock, magento, opcache, source, switch
 from . import deploy as deploying
-from .hosts import Host, StepFailed, say
+from .hosts import Host, StepFailed, distinct, on_all, say
 from .redact import redact
 from .release import (
     BUILDING,
+    BUILT,
     FAILED,
     LIVE,
     PREVIOUS,
@@ -62,16 +64,38 @@ def targets(c: Context, settings: Settings, *, echo: bool = True) -> list[Host]:
     return [Host.named(name, c.config, echo=echo).configure(settings) for name in settings.hosts]
 
 
-def newest_release(host: Host, settings: Settings) -> str:
-    """The newest release not marked failed, in deploy order (never by folder name):
-    what ad-hoc ``build``/``db-status``/``switch-symlink`` act on."""
+RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+NO_RECORD = "no record"
+
+
+def chosen_release(host: Host, settings: Settings, release: str | None,
+                   allowed: tuple[str, ...] = ()) -> str:
+    """``--release`` (checked) or the newest release not marked failed, in deploy order
+    (never by folder name): what the step tasks act on.
+
+    Refuses ids that look like paths, folders that are not releases and, with
+    ``allowed``, releases in any other state (a switch to a release still building, or
+    one that failed, would put a broken shop live).
+    """
     records = read_records(host, settings)
-    present = [r for r in list_releases(host, settings, records).ordered
-               if getattr(records.get(r), "status", "") != FAILED]
-    if not present:
-        raise LookupError(f"[{host.name}] no release in {settings.releases_dir}: "
-                          "run `fab prepare-release` (or `fab deploy`) first")
-    return present[-1]
+    present = list_releases(host, settings, records).ordered
+    if release is not None and not RELEASE_ID.fullmatch(release):
+        raise SettingsError(f"--release={release!r}: not a release id (a folder name in "
+                            f"{settings.releases_dir})")
+    if release is None:
+        candidates = [r for r in present if getattr(records.get(r), "status", "") != FAILED]
+        if not candidates:
+            raise LookupError(f"[{host.name}] no release in {settings.releases_dir}: "
+                              "run `fab prepare-release` (or `fab deploy`) first")
+        release = candidates[-1]
+    elif release not in present:
+        raise LookupError(f"[{host.name}] {release} is not a release in {settings.releases_dir}"
+                          f" (present: {', '.join(present) or 'none'})")
+    status = records[release].status if release in records else NO_RECORD
+    if allowed and status not in allowed:
+        raise LookupError(f"[{host.name}] release {release} is {status}; this step needs one "
+                          f"that is {' or '.join(allowed)}")
+    return release
 
 
 # -- deploy ------------------------------------------------------------------------------------
@@ -104,7 +128,8 @@ def _deploy_collected(c: Context) -> None:
         say(deploying.dry_run(settings, [h.name for h in hosts], options.get("ref")))
         return
     summary = deploying.deploy(hosts, settings, ref=options.get("ref"),
-                               quiet=options.get("quiet", False))
+                               quiet=options.get("quiet", False),
+                               partial=options.get("partial", False))
     say("\n" + summary.text())
 
 
@@ -112,9 +137,11 @@ def _deploy_collected(c: Context) -> None:
     "ref": "branch, tag or commit to deploy (default: DEPLOY_BRANCH)",
     "dry": "print the plan (every command, in order) and change nothing",
     "quiet": "only the timeline and the summary, not the commands' output",
+    "partial": "deploy to only some of DEPLOY_HOSTS on purpose (the others keep their release)",
 })
 @clean_errors
-def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = False) -> None:
+def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = False,
+           partial: bool = False) -> None:
     """Build a new release on every host in parallel, then switch all of them together.
 
     Steps: lock; fetch the code into releases/<id> (from a bare mirror on each host); link
@@ -125,38 +152,61 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
     downtime. Yes: maintenance on (live and new release, every host), setup:upgrade
     --keep-generated once, switch. Then OPcache flush on every host, cache:flush once,
     maintenance off, old releases pruned. A failure before the switch leaves every host
-    on its old release. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS.
+    on its old release. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS; --hosts naming only part
+    of DEPLOY_HOSTS is refused unless --partial.
     """
-    collect(c, "deploy", ref=ref, dry=dry, quiet=quiet)
+    collect(c, "deploy", ref=ref, dry=dry, quiet=quiet, partial=partial)
 
 
 # -- the steps, one by one ----------------------------------------------------------------------
 
-@task(help={"ref": "branch, tag or commit (default: DEPLOY_BRANCH)"})
+_prepared: dict[str, tuple[str, str]] = {}
+
+
+@task
+def _prepared_done(c: Context) -> None:
+    """After every host of one ``prepare-release``: the next call makes a new release."""
+    _prepared.clear()
+
+
+@task(post=[_prepared_done], help={"ref": "branch, tag or commit (default: DEPLOY_BRANCH)"})
 @clean_errors
 def prepare_release(c: Context, ref: str | None = None) -> None:
-    """Create a new release folder with the code of REF and the shared links; print its id."""
+    """Create a new release folder with the code of REF and the shared links; print its id.
+
+    With several hosts (-H web1,web2) every host gets the same release id and commit,
+    resolved on the first, so the later steps agree on one release.
+    """
     settings = load()
+    ref = ref or settings.branch
     for host in targets(c, settings):
-        commit = source.resolve_commit(host, settings, ref or settings.branch)
-        rel = new_release_id()
-        for step in source.checkout(settings, rel, commit) + [source.link_shared(settings, rel)]:
-            host.step(step)
-        write_record(host, settings, ReleaseRecord(
-            rel, ref=ref or settings.branch, commit=commit, status=BUILDING,
-            static_version=build.static_version(rel)))
+        if ref not in _prepared:
+            _prepared[ref] = (new_release_id(), source.resolve_commit(host, settings, ref))
+        rel, commit = _prepared[ref]
+        with deploying.locked([host], settings, "prepare-release", rel):
+            for step in source.checkout(settings, rel, commit) + [
+                    source.link_shared(settings, rel)]:
+                host.step(step)
+            write_record(host, settings, ReleaseRecord(
+                rel, ref=ref, commit=commit, status=BUILDING,
+                static_version=build.static_version(rel)))
         say(f"[{host.name}] prepared release {rel} ({commit[:10]})")
 
 
 @task(name="build", help={"release": "release id (default: the newest)"})
 @clean_errors
 def build_release(c: Context, release: str | None = None) -> None:
-    """composer install, setup:di:compile, composer dump-autoload -o, static content deploy."""
+    """composer install, setup:di:compile, composer dump-autoload -o, static content deploy.
+
+    The release must be one prepare-release made (or rebuilt: built); it is marked built.
+    """
     settings = load(require_repo=False)
     for host in targets(c, settings):
-        rel = release or newest_release(host, settings)
-        for step in build.build(settings, rel):
-            host.step(step, timeout=settings.timeout_build)
+        rel = chosen_release(host, settings, release, allowed=(BUILDING, BUILT))
+        with deploying.locked([host], settings, "build", rel):
+            for step in build.build(settings, rel):
+                host.step(step, timeout=settings.timeout_build)
+            deploying.mark(host, settings, rel, BUILT)
         say(f"[{host.name}] built release {rel}")
 
 
@@ -166,45 +216,67 @@ def db_status(c: Context, release: str | None = None) -> None:
     """Ask Magento (from the new release) whether setup:upgrade or a config import is due."""
     settings = load(require_repo=False)
     for host in targets(c, settings, echo=False):
-        rel = release or newest_release(host, settings)
+        rel = chosen_release(host, settings, release)
         verdict = magento.db_status(host, settings, rel)
         say(f"[{host.name}] release {rel}: {verdict.line()}")
 
 
-@task(help={"release": "release id to upgrade from (default: the newest)"})
+@task
+@clean_errors
+def _maybe_upgrade_collected(c: Context) -> None:
+    settings = load(require_repo=False)
+    hosts, options = collected(c, "maybe-upgrade", settings)
+    hosts = distinct(hosts, settings)
+    primary = deploying.primary_of(hosts, settings)
+    with deploying.locked(hosts, settings, "maybe-upgrade"):
+        rels = {h.name: chosen_release(h, settings, options.get("release"), allowed=(BUILT,))
+                for h in hosts}
+        if len(set(rels.values())) > 1:
+            raise LookupError(f"hosts disagree on the newest built release: {rels}; "
+                              "give --release")
+        rel = rels[primary.name]
+        verdict = magento.db_status(primary, settings, rel)
+        if not verdict.pending:
+            say(f"[{primary.name}] {verdict.line()}: nothing to do")
+            return
+        deploying.raise_on_failures(on_all(hosts, lambda h: magento.maintenance_on(
+            h, settings, [r for r in (live_release(h, settings), rel) if r],
+            by=f"maybe-upgrade {rel}")), "maintenance on")
+        magento.upgrade(primary, settings, rel)
+    say(f"[{primary.name}] upgraded from {rel}; maintenance is ON on "
+        f"{', '.join(h.name for h in hosts)} until you run switch-symlink, flush-opcache and "
+        "maintenance-off")
+
+
+@task(post=[_maybe_upgrade_collected],
+      help={"release": "release id to upgrade from (default: the newest)"})
 @clean_errors
 def maybe_upgrade(c: Context, release: str | None = None) -> None:
-    """If anything is pending: maintenance on (live + new release), setup:upgrade --keep-generated.
+    """If anything is pending: maintenance on every host (live + new release), then
+    setup:upgrade --keep-generated once, on the primary (DEPLOY_PRIMARY, else the first).
 
     Maintenance stays on: run switch-symlink, flush-opcache, then maintenance-off.
     """
-    settings = load(require_repo=False)
-    for host in targets(c, settings):
-        rel = release or newest_release(host, settings)
-        verdict = magento.db_status(host, settings, rel)
-        if not verdict.pending:
-            say(f"[{host.name}] {verdict.line()}: nothing to do")
-            continue
-        live = live_release(host, settings)
-        magento.maintenance_on(host, settings, [r for r in (live, rel) if r])
-        magento.upgrade(host, settings, rel)
-        say(f"[{host.name}] upgraded from {rel}; maintenance is ON until you run "
-            "switch-symlink, flush-opcache and maintenance-off")
+    collect(c, "maybe-upgrade", release=release)
 
 
 @task(help={"release": "release id to make live (default: the newest)"})
 @clean_errors
 def switch_symlink(c: Context, release: str | None = None) -> None:
-    """Atomically point `current` at a release (a temporary link renamed over it)."""
+    """Atomically point `current` at a built release (a temporary link renamed over it).
+
+    Refuses a release still building or failed, and anything that is not a release.
+    """
     settings = load(require_repo=False)
     for host in targets(c, settings):
-        rel = release or newest_release(host, settings)
-        old = live_release(host, settings)
-        switch.check_current_is_link(host, settings)
-        switch.point_current(host, settings, rel)
-        if old and old != rel:
-            deploying.mark(host, settings, old, PREVIOUS)
-        deploying.mark(host, settings, rel, LIVE)
+        rel = chosen_release(host, settings, release, allowed=(BUILT, LIVE, PREVIOUS, NO_RECORD))
+        with deploying.locked([host], settings, "switch-symlink", rel):
+            old = live_release(host, settings)
+            switch.check_current_is_link(host, settings)
+            switch.point_current(host, settings, rel)
+            if old and old != rel:
+                deploying.mark(host, settings, old, PREVIOUS)
+            deploying.mark(host, settings, rel, LIVE)
         say(f"[{host.name}] current -> releases/{rel} (was {old or 'nothing'})")
 
 
@@ -314,16 +386,18 @@ def _rollback_collected(c: Context) -> None:
 @task(post=[_rollback_collected], help={
     "to": "release id to go back to (default: the previous live release)",
     "force": "roll back even across a database change (the database is NOT rolled back)",
+    "partial": "roll back only some of DEPLOY_HOSTS on purpose",
 })
 @clean_errors
-def rollback(c: Context, to: str | None = None, force: bool = False) -> None:
+def rollback(c: Context, to: str | None = None, force: bool = False,
+             partial: bool = False) -> None:
     """Switch every host back to the previous live release, flush OPcache, print a summary.
 
     Refuses when a release newer than the target ran setup:upgrade (the old code would
     meet a newer schema), naming that release; --force overrides and warns. Never goes
     to a failed or half-built release. On several hosts it switches all or none.
     """
-    collect(c, "rollback", to=to, force=force)
+    collect(c, "rollback", to=to, force=force, partial=partial)
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from .hosts import Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
 from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
 from .report import Summary, Timeline
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 
 class DeployError(RuntimeError):
@@ -425,17 +425,51 @@ def switch_all(hosts: list[Host], settings: Settings, rel: str,
                       f"{state}")
 
 
+def left_out(hosts: list[Host], settings: Settings, partial: bool, summary: Summary) -> None:
+    """Refuse to act on part of ``DEPLOY_HOSTS`` unless ``partial`` (then warn).
+
+    The hosts left out keep the old release; if the database moves they serve old code
+    against the new schema, without maintenance.
+    """
+    missing = [e for e in settings.hosts if not any(h.matches(e) for h in hosts)]
+    if missing and not partial:
+        raise SettingsError(
+            f"DEPLOY_HOSTS also lists {', '.join(missing)}: this would leave them on their old "
+            "release (and serving old code against a new schema if the database moves). Give "
+            "every host, or --partial to do this on purpose")
+    if missing:
+        summary.warnings.append(f"partial: {', '.join(missing)} left on their old release")
+
+
+def database_guard(hosts: list[Host], settings: Settings) -> list[Host]:
+    """The shop's lock host when it is not among ``hosts`` (a partial deploy).
+
+    Every deploy of one shop takes the lock on ``DEPLOY_PRIMARY`` (else the first of
+    ``DEPLOY_HOSTS``) too, so two deploys to disjoint sets of hosts cannot both run
+    ``setup:upgrade`` on the one database.
+    """
+    name = settings.primary or (settings.hosts[0] if settings.hosts else "")
+    if not name or any(h.matches(name) or h.name == name for h in hosts):
+        return []
+    return [Host.named(name, hosts[0].runner.config, echo=False).configure(settings)]
+
+
 def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
-           quiet: bool = False) -> Summary:
-    """Deploy ``ref`` (default ``DEPLOY_BRANCH``) to all ``hosts`` as one release."""
+           quiet: bool = False, partial: bool = False) -> Summary:
+    """Deploy ``ref`` (default ``DEPLOY_BRANCH``) to all ``hosts`` as one release.
+
+    ``partial``: allow ``hosts`` to be only part of ``DEPLOY_HOSTS`` (see :func:`left_out`).
+    """
     ref = ref or settings.branch
     hosts = distinct(hosts, settings)
     rel = release.new_release_id()
     d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref))
     primary_of(hosts, settings)
-    with interrupts_as_exceptions(hosts):
-        open_all(hosts)
-        with locked(hosts, settings, "deploy", rel):
+    left_out(hosts, settings, partial, d.summary)
+    guard = database_guard(hosts, settings)
+    with interrupts_as_exceptions(hosts + guard):
+        open_all(hosts + guard)
+        with locked(hosts + guard, settings, "deploy", rel):
             d.preflight()
             with d.timeline.timed(d.primary.name, "resolve ref"):
                 d.commit = d.summary.commit = source.resolve_commit(d.primary, settings, ref)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import shlex
 import socket
 import sys
@@ -38,6 +39,8 @@ _print_lock = threading.Lock()
 
 q = shlex.quote
 DEFAULT_TIMEOUT = int(DEFAULTS["DEPLOY_TIMEOUT_COMMAND"])
+_HOST_ENTRY = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:@]+)(?::(?P<port>\d+))?")
+CONNECT_DELAYS = (1.0, 3.0)  # seconds before the 2nd and 3rd connection attempt
 KEEPALIVE = 15  # seconds between SSH keepalives: a dead link is noticed, NAT state kept
 TIMED_OUT, TIMED_OUT_KILLED = 124, 137  # coreutils timeout: TERM'd, then KILLed after -k
 
@@ -105,6 +108,15 @@ class Host:
         self.timeout = settings.timeout_command
         return self
 
+    def matches(self, entry: str) -> bool:
+        """Is this the host ``entry`` of ``DEPLOY_HOSTS`` names (``[user@]host[:port]``)?"""
+        if not isinstance(self.runner, Connection):
+            return entry == LOCAL
+        m = _HOST_ENTRY.fullmatch(entry)
+        c = self.runner
+        return bool(m) and m["host"] == c.original_host and m["user"] in (None, c.user) and (
+            m["port"] is None or int(m["port"]) == c.port)
+
     @property
     def key(self) -> str:
         if isinstance(self.runner, Connection):
@@ -136,6 +148,8 @@ class Host:
 
         Paramiko never sets TCP_NODELAY; with Nagle + delayed ACK each short command
         costs ~45 ms instead of ~13 ms, which adds up over a deploy's hundred commands.
+        A connection that is refused, times out or drops before SSH starts is tried again
+        (:data:`CONNECT_DELAYS`): nothing ran yet. Commands are never retried.
         """
         if self.is_local or self.runner.is_connected:  # type: ignore[attr-defined]
             return
@@ -143,15 +157,20 @@ class Host:
         if not self._guarded:
             hostkeys.guard(conn, self.host_keys)
             self._guarded = True
-        try:
-            conn.open()
-            conn.transport.set_keepalive(KEEPALIVE)
-        except paramiko.BadHostKeyException as exc:
-            raise StepFailed(self.name, "connect", f"ssh {self.key}", None,
-                             hostkeys.describe_changed(conn.host, exc)) from exc
-        except Exception as exc:  # paramiko raises many types; all mean "cannot reach"
-            raise StepFailed(self.name, "connect", f"ssh {conn.user}@{conn.host}:{conn.port}",
-                             None, f"{type(exc).__name__}: {exc}") from exc
+        for delay in (*CONNECT_DELAYS, None):
+            try:
+                conn.open()
+                conn.transport.set_keepalive(KEEPALIVE)
+                break
+            except paramiko.BadHostKeyException as exc:
+                raise StepFailed(self.name, "connect", f"ssh {self.key}", None,
+                                 hostkeys.describe_changed(conn.host, exc)) from exc
+            except Exception as exc:  # paramiko raises many types; all mean "cannot reach"
+                if delay is None or not _transient(exc):
+                    raise StepFailed(self.name, "connect", f"ssh {self.key}", None,
+                                     f"{type(exc).__name__}: {exc}") from exc
+                conn.close()
+                time.sleep(delay)
         sock = getattr(conn.transport, "sock", None)
         if isinstance(sock, socket.socket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -219,6 +238,16 @@ class Host:
 
     def __repr__(self) -> str:
         return f"Host({self.name!r})"
+
+
+def _transient(exc: Exception) -> bool:
+    """Worth another try: refused, timed out, reset, or sshd dropped us before the banner
+    (``MaxStartups``). Never authentication or host key problems: those do not pass."""
+    if isinstance(exc, (paramiko.AuthenticationException, hostkeys.HostKeyRefused)):
+        return False
+    if isinstance(exc, paramiko.SSHException):
+        return "banner" in str(exc).lower()
+    return isinstance(exc, (OSError, EOFError))
 
 
 class DuplicateHost(SettingsError):

@@ -16,6 +16,7 @@ from .deploy import (
     DeployError,
     flush_caches,
     interrupts_as_exceptions,
+    left_out,
     locked,
     mark,
     open_all,
@@ -87,10 +88,12 @@ def plan(live: str | None, records: dict[str, ReleaseRecord], present: release.R
 
 
 def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
-             force: bool = False) -> Summary:
+             force: bool = False, partial: bool = False) -> Summary:
     """Switch every host back to the previous live release (or ``to``); all or none."""
     hosts = distinct(hosts, settings)
     timeline = Timeline()
+    summary = Summary(release=to or "", action="rollback")
+    left_out(hosts, settings, partial, summary)
     with interrupts_as_exceptions(hosts):
         open_all(hosts)
         with locked(hosts, settings, "rollback", to or ""):
@@ -107,7 +110,7 @@ def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
             raise_on_failures(strategies, "OPcache preflight")
             live = {h: p.live for h, p in plans.items()}  # type: ignore[union-attr]
             switched = switch_all(hosts, settings, target, live, timeline)
-            summary = Summary(release=target, action="rollback")
+            summary.release = target
             first = min(switched.values())
             summary.switch_offsets = {h: t - first for h, t in switched.items()}
             movers = next(iter(plans.values())).schema_movers  # type: ignore[union-attr]

@@ -172,7 +172,7 @@ def test_tasks_imported_into_a_users_own_fabfile(fleet: Shop) -> None:
     )
     listed = fleet.fab("--list", project=project)
     assert {"deploy", "releases", "warm-cache"} <= set(listed.stdout.split())
-    result = fleet.fab("deploy", "--hosts=web1,web2", "--quiet", project=project)
+    result = fleet.fab("deploy", "--hosts=web1,web2", "--partial", "--quiet", project=project)
     assert result.returncode == 0, result.stdout + result.stderr
     web1, web2, web3 = fleet.rig.hosts
     assert fleet.live(web1) == fleet.live(web2) is not None
@@ -222,7 +222,7 @@ def test_unreachable_host_is_named_and_no_host_is_touched(fleet: Shop) -> None:
     web3 = fleet.rig.host("web3")
     os.kill(web3.daemon_pid("sshd"), signal.SIGTERM)  # web3's sshd is down
     eventually(lambda: web3.daemon_pid("sshd") is None, "web3's sshd gone")
-    result = fleet.fab("deploy", "--hosts=web1,web3", timeout=60)
+    result = fleet.fab("deploy", "--hosts=web1,web3", "--partial", timeout=60)
     assert result.returncode == 1
     assert "[web3] connect failed" in result.stderr, result.stderr
     assert fleet.releases(web1) == [] and not fleet.lock_exists(web1)
