@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fabric import task
 from invoke import Context
+from invoke.exceptions import Exit
 
 from tasks.deploy import deploy as deploy_to
 from tasks.hosts import Host, say
@@ -26,10 +27,22 @@ def git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
 
 
+MARKER = ".fabric-magento-demo"
+
+
 def make_sandbox(root: Path) -> dict[str, str]:
-    """A git repo of the sample shop, an installed 'database', and the deploy settings."""
-    if root.exists():
+    """A git repo of the sample shop, an installed 'database', and the deploy settings.
+
+    An earlier demo's sandbox (it has :data:`MARKER`) or an empty directory is reused;
+    anything else is refused: ``--sandbox=.`` must never delete someone's project.
+    """
+    if root.exists() and (root / MARKER).is_file():
         shutil.rmtree(root)
+    elif root.exists() and any(root.iterdir()):
+        raise Exit(f"refusing --sandbox={root}: it exists, is not empty and is not a demo "
+                   "sandbox; give a new directory", code=2)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("made by fab demo; deleted and remade by the next one\n")
     repo, site = root / "shop-repo", root / "site"
     shutil.copytree(SAMPLE, repo)
     git(repo, "init", "-q", "-b", "main")
@@ -46,6 +59,7 @@ def make_sandbox(root: Path) -> dict[str, str]:
         "DEPLOY_PATH": str(site), "DEPLOY_REPO": str(repo), "DEPLOY_HOSTS": "local",
         "DEPLOY_PHP": "sh", "DEPLOY_COMPOSER": "sh bin/composer-standin",
         "DEPLOY_OPCACHE": "none", "DEPLOY_KEEP_RELEASES": "3",
+        "DEPLOY_ALLOW_ROOT": "1",  # a sandbox of the caller's own: root or not, it is theirs
     }
 
 

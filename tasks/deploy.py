@@ -154,6 +154,18 @@ def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "") ->
             on_all(hosts, lambda h: lock.release(h, settings, info))
 
 
+def refuse_root(host: Host, settings: Settings) -> None:
+    """Deploying as root leaves root-owned files PHP-FPM cannot write, and the cleanup of
+    an interrupted build could stop the web server's own processes: refused unless
+    ``DEPLOY_ALLOW_ROOT=1``."""
+    if not settings.allow_root and host.output("id -u", step="preflight") == "0":
+        raise DeployError(
+            f"[{host.name}] the deploy would run as root: the release's files would belong to "
+            "root (PHP-FPM could not write var/ or generated/), and stopping an interrupted "
+            "build could kill the web server's own processes. Connect as the deploy user "
+            "that owns DEPLOY_PATH, or set DEPLOY_ALLOW_ROOT=1 if you really mean it")
+
+
 def open_all(hosts: list[Host]) -> None:
     """Connect to every host before fanning out (a lazily opened Connection races)."""
     raise_on_failures(on_all(hosts, Host.open), "connecting")
@@ -216,6 +228,7 @@ class Deploy:
         s = self.settings
 
         def one(host: Host) -> tuple[str | None, str, str | None]:
+            refuse_root(host, s)
             host.run(f"mkdir -p {q(s.releases_dir)} {q(s.shared_dir)} {q(s.history_dir)}"
                      f" && test -w {q(s.deploy_path)}", step="preflight", echo=False)
             switch.check_current_is_link(host, s)

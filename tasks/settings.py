@@ -58,6 +58,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_TIMEOUT_COMMAND": "900",
     "DEPLOY_TIMEOUT_BUILD": "3600",
     "DEPLOY_TIMEOUT_UPGRADE": "10800",
+    "DEPLOY_ALLOW_ROOT": "",
 }
 
 
@@ -96,6 +97,7 @@ class Settings:
     timeout_command: int = 900
     timeout_build: int = 3600
     timeout_upgrade: int = 10800
+    allow_root: bool = False
 
     # Paths derived from deploy_path: one definition of the layout.
     @property
@@ -294,6 +296,7 @@ def load(
         timeout_command=_positive_int(raw, "DEPLOY_TIMEOUT_COMMAND", minimum=1),  # type: ignore[arg-type]
         timeout_build=_positive_int(raw, "DEPLOY_TIMEOUT_BUILD", minimum=1),  # type: ignore[arg-type]
         timeout_upgrade=_positive_int(raw, "DEPLOY_TIMEOUT_UPGRADE", minimum=1),  # type: ignore[arg-type]
+        allow_root=_choice(raw, "DEPLOY_ALLOW_ROOT", ("0", "1")) == "1",
     )
 
 
