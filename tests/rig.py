@@ -183,6 +183,30 @@ def _pids_in_namespace(ns: str, exclude: Iterable[int] = ()) -> list[int]:
     return found
 
 
+def _parents(pids: Iterable[int]) -> dict[int, int]:
+    """pid -> parent pid, for the processes still there."""
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _descendants(root: int, parents: dict[int, int]) -> set[int]:
+    """``root`` and every process below it in ``parents`` (see :func:`_parents`)."""
+    found = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return found
+
+
 def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
@@ -781,11 +805,56 @@ class WebHost:
             check=True,
             stdin=subprocess.DEVNULL,
         )
+        self.start_sshd()
+
+    def start_sshd(self) -> None:
+        """Start this host's sshd (again, after :meth:`kill_ssh`); return once it listens."""
+        if self.daemon_pid("sshd"):
+            raise RigError(f"{self.name}: sshd is already running")
         conf = _write(self._etc / "sshd_config", _sshd_config(self, self._rig._authorized_keys))
         log = self.root / "log" / "sshd.log"
+        offset = log.stat().st_size if log.exists() else 0
         sshd = self._enter([SSHD, "-D", "-f", str(conf), "-E", "/srv/log/sshd.log"])
         self._daemons["sshd"] = sshd
-        _wait_for_log(log, "Server listening", sshd, f"{self.name}: sshd")
+        _wait_for_log(log, "Server listening", sshd, f"{self.name}: sshd", offset)
+
+    def kill_ssh(self) -> list[int]:
+        """The host dies for SSH: SIGKILL its sshd, every SSH session and every command
+        those sessions run, at once (what a crash or a pulled cable looks like from the
+        deploy's side). nginx and php-fpm (and their workers) keep serving, so visitors
+        still get answers from this host. Returns the pids killed.
+        """
+        keep: set[int] = set()
+        parents = _parents(self.pids())
+        for name in ("fpm", "nginx"):
+            pid = self.daemon_pid(name)
+            if pid is not None:
+                keep |= _descendants(pid, parents)
+        sshd = self._daemons.pop("sshd", None)
+        victims = [pid for pid in self.pids() if pid not in keep]
+        for pid in victims:
+            _kill(pid)
+        if sshd is not None:
+            sshd.wait()
+        for pid in _wait_gone(victims, 5.0):
+            raise RigError(f"{self.name}: process {pid} survived SIGKILL")
+        return victims
+
+    def mount_tmpfs(self, path: str, size: str) -> None:
+        """Put a ``size`` tmpfs (``"64m"``) over ``path`` inside this host, with the files
+        ``path`` holds copied in and the owner kept: a small filesystem that can be
+        filled (``fallocate``) to make writes there fail with ENOSPC. Only this host sees
+        it; the test process sees the directory underneath (use :meth:`sh` to look)."""
+        quoted = shlex.quote(path)
+        stage = shlex.quote(f"/srv/run/tmpfs-{os.path.basename(path)}")
+        self.sh(f"set -e; mkdir -p {stage}; owner=$(stat -c %u:%g {quoted});"
+                f" mount -t tmpfs -o size={shlex.quote(size)},mode=0755 tmpfs {stage};"
+                f" cp -a {quoted}/. {stage}/; chown \"$owner\" {stage};"
+                f" mount --bind {stage} {quoted}; umount -l {stage}; rmdir {stage}")
+
+    def unmount(self, path: str) -> None:
+        """Undo :meth:`mount_tmpfs` (lazily: a worker may still hold a file there)."""
+        self.sh(f"umount -l {shlex.quote(path)}")
 
     def _start_web(self, *, tcp: bool, opcache: bool, extra_locations: str = "") -> int:
         """Start php-fpm and nginx without waiting; return the FPM log offset to wait from."""
