@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from fabric import Connection, task
+from fabric import Connection, Group, Task, task
 from invoke import Context
 from invoke.exceptions import Exit
+from invoke.executor import Executor
 
 from . import build, lock, magento, opcache, source, switch
 from . import deploy as deploying
@@ -103,27 +105,67 @@ def chosen_release(host: Host, settings: Settings, release: str | None,
 _collected: dict[str, dict[str, Any]] = {}
 
 
-def collect(c: Context, action: str, **options: Any) -> None:
-    """Per-host half of a coordinated task: remember the host and the options."""
-    load(require_repo=action == "deploy")  # bad settings stop here, before any host is touched
-    entry = _collected.setdefault(action, {"hosts": [], "options": {}})
-    if isinstance(c, Connection):
-        entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet")))
-    entry["options"] = options
+class FleetTask(Task):
+    """A task that acts once over all its hosts, however it is called.
+
+    ``fab -H web1,web2 deploy`` calls a task once per host, serially: there each call only
+    collects its host and the ``post`` task acts once over all of them. Called from code
+    (a user's own task: ``deploy(c)``), it acts at once: ``c`` a Connection is that host,
+    a fabric Group its hosts, a plain Context ``DEPLOY_HOSTS``. Never "collect and hope".
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Group):  # invoke only accepts a Context
+            result = self.body(*args, **kwargs)
+            self.times_called += 1
+            return result
+        return super().__call__(*args, **kwargs)
 
 
-def collected(c: Context, action: str, settings: Settings) -> tuple[list[Host], dict[str, Any]]:
-    """Once-only half: every host ``fab`` was given (or DEPLOY_HOSTS), and the options."""
+def per_host_call_by_fab(task_obj: Task) -> bool:
+    """Is ``task_obj`` being run by Fabric's executor itself (the command line), rather
+    than called by other code? Only then will its ``post`` task run."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is Executor.execute.__code__:
+            call = frame.f_locals.get("call")
+            return call is not None and call.task is task_obj
+        frame = frame.f_back
+    return False
+
+
+def hosts_of(c: Context | Group, settings: Settings, *, echo: bool = True) -> list[Host]:
+    """The hosts a task was called with: a Group's, a Connection's, else DEPLOY_HOSTS."""
+    if isinstance(c, Group):
+        return [Host.from_context(conn, echo=echo).configure(settings) for conn in c]
+    return targets(c, settings, echo=echo)
+
+
+def fleet_call(task_obj: Task, c: Context | Group, action: str,
+               run: Callable[[list[Host], Settings, dict[str, Any]], None],
+               **options: Any) -> None:
+    """The body of a :class:`FleetTask`: collect (command line) or ``run`` now (code)."""
+    settings = load(require_repo=action == "deploy")  # bad settings stop here
+    if per_host_call_by_fab(task_obj):
+        entry = _collected.setdefault(action, {"hosts": [], "options": {}})
+        if isinstance(c, Connection):
+            entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet")))
+        entry["options"] = options
+        return
+    run(hosts_of(c, settings, echo=not options.get("quiet")), settings, options)
+
+
+def fleet_post(c: Context, action: str,
+               run: Callable[[list[Host], Settings, dict[str, Any]], None]) -> None:
+    """The ``post`` half: every host ``fab`` was given (or DEPLOY_HOSTS), once."""
+    settings = load(require_repo=action == "deploy")
     entry = _collected.pop(action, {"hosts": [], "options": {}})
-    quiet = entry["options"].get("quiet", False)
-    return entry["hosts"] or targets(c, settings, echo=not quiet), entry["options"]
+    options = entry["options"]
+    hosts = entry["hosts"] or targets(c, settings, echo=not options.get("quiet"))
+    run(hosts, settings, options)
 
 
-@task
-@clean_errors
-def _deploy_collected(c: Context) -> None:
-    settings = load()
-    hosts, options = collected(c, "deploy", settings)
+def run_deploy(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
     if options.get("dry"):
         say(deploying.dry_run(settings, [h.name for h in hosts], options.get("ref")))
         return
@@ -133,7 +175,13 @@ def _deploy_collected(c: Context) -> None:
     say("\n" + summary.text())
 
 
-@task(post=[_deploy_collected], help={
+@task
+@clean_errors
+def _deploy_collected(c: Context) -> None:
+    fleet_post(c, "deploy", run_deploy)
+
+
+@task(klass=FleetTask, post=[_deploy_collected], help={
     "ref": "branch, tag or commit to deploy (default: DEPLOY_BRANCH)",
     "dry": "print the plan (every command, in order) and change nothing",
     "quiet": "only the timeline and the summary, not the commands' output",
@@ -153,9 +201,11 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
     --keep-generated once, switch. Then OPcache flush on every host, cache:flush once,
     maintenance off, old releases pruned. A failure before the switch leaves every host
     on its old release. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS; --hosts naming only part
-    of DEPLOY_HOSTS is refused unless --partial.
+    of DEPLOY_HOSTS is refused unless --partial. Called from your own task, deploy(c)
+    deploys at once: to c's host, a Group's hosts, or DEPLOY_HOSTS for a plain Context.
     """
-    collect(c, "deploy", ref=ref, dry=dry, quiet=quiet, partial=partial)
+    fleet_call(deploy, c, "deploy", run_deploy, ref=ref, dry=dry, quiet=quiet,
+               partial=partial)
 
 
 # -- the steps, one by one ----------------------------------------------------------------------
@@ -221,11 +271,7 @@ def db_status(c: Context, release: str | None = None) -> None:
         say(f"[{host.name}] release {rel}: {verdict.line()}")
 
 
-@task
-@clean_errors
-def _maybe_upgrade_collected(c: Context) -> None:
-    settings = load(require_repo=False)
-    hosts, options = collected(c, "maybe-upgrade", settings)
+def run_maybe_upgrade(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
     hosts = distinct(hosts, settings)
     primary = deploying.primary_of(hosts, settings)
     with deploying.locked(hosts, settings, "maybe-upgrade"):
@@ -248,7 +294,13 @@ def _maybe_upgrade_collected(c: Context) -> None:
         "maintenance-off")
 
 
-@task(post=[_maybe_upgrade_collected],
+@task
+@clean_errors
+def _maybe_upgrade_collected(c: Context) -> None:
+    fleet_post(c, "maybe-upgrade", run_maybe_upgrade)
+
+
+@task(klass=FleetTask, post=[_maybe_upgrade_collected],
       help={"release": "release id to upgrade from (default: the newest)"})
 @clean_errors
 def maybe_upgrade(c: Context, release: str | None = None) -> None:
@@ -257,7 +309,7 @@ def maybe_upgrade(c: Context, release: str | None = None) -> None:
 
     Maintenance stays on: run switch-symlink, flush-opcache, then maintenance-off.
     """
-    collect(c, "maybe-upgrade", release=release)
+    fleet_call(maybe_upgrade, c, "maybe-upgrade", run_maybe_upgrade, release=release)
 
 
 @task(help={"release": "release id to make live (default: the newest)"})
@@ -375,15 +427,17 @@ def releases(c: Context) -> None:
         say(f"!!! HOSTS DISAGREE about what is live: {lives}")
 
 
-@task
-@clean_errors
-def _rollback_collected(c: Context) -> None:
-    settings = load(require_repo=False)
-    hosts, options = collected(c, "rollback", settings)
+def run_rollback(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
     say(roll_back(hosts, settings, **options).text())
 
 
-@task(post=[_rollback_collected], help={
+@task
+@clean_errors
+def _rollback_collected(c: Context) -> None:
+    fleet_post(c, "rollback", run_rollback)
+
+
+@task(klass=FleetTask, post=[_rollback_collected], help={
     "to": "release id to go back to (default: the previous live release)",
     "force": "roll back even across a database change (the database is NOT rolled back)",
     "partial": "roll back only some of DEPLOY_HOSTS on purpose",
@@ -391,13 +445,15 @@ def _rollback_collected(c: Context) -> None:
 @clean_errors
 def rollback(c: Context, to: str | None = None, force: bool = False,
              partial: bool = False) -> None:
-    """Switch every host back to the previous live release, flush OPcache, print a summary.
+    """Switch every host back to the previous live release, flush OPcache and the cache,
+    print a summary.
 
     Refuses when a release newer than the target ran setup:upgrade (the old code would
     meet a newer schema), naming that release; --force overrides and warns. Never goes
-    to a failed or half-built release. On several hosts it switches all or none.
+    to a failed or half-built release. On several hosts it switches all or none. Called
+    from your own task, rollback(c) acts at once, like deploy(c).
     """
-    collect(c, "rollback", to=to, force=force, partial=partial)
+    fleet_call(rollback, c, "rollback", run_rollback, to=to, force=force, partial=partial)
 
 
 __all__ = [
