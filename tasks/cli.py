@@ -124,12 +124,16 @@ class FleetTask(Task):
 
 def per_host_call_by_fab(task_obj: Task) -> bool:
     """Is ``task_obj`` being run by Fabric's executor itself (the command line), rather
-    than called by other code? Only then will its ``post`` task run."""
+    than called by other code? Only then will its ``post`` task run.
+
+    Compared by body: the executor runs a deep copy of the collection (invoke's
+    ``Collection.from_module`` copies a fabfile's ``ns``), and a copy keeps the function.
+    """
     frame = sys._getframe(1)
     while frame is not None:
         if frame.f_code is Executor.execute.__code__:
             call = frame.f_locals.get("call")
-            return call is not None and call.task is task_obj
+            return call is not None and call.task.body is task_obj.body
         frame = frame.f_back
     return False
 
@@ -158,8 +162,10 @@ def fleet_call(task_obj: Task, c: Context | Group, action: str,
 def fleet_post(c: Context, action: str,
                run: Callable[[list[Host], Settings, dict[str, Any]], None]) -> None:
     """The ``post`` half: every host ``fab`` was given (or DEPLOY_HOSTS), once."""
+    if action not in _collected:  # the task itself acted already (called from code)
+        return
     settings = load(require_repo=action == "deploy")
-    entry = _collected.pop(action, {"hosts": [], "options": {}})
+    entry = _collected.pop(action)
     options = entry["options"]
     hosts = entry["hosts"] or targets(c, settings, echo=not options.get("quiet"))
     run(hosts, settings, options)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import build, lock, magento, opcache, release, source, switch
+from .hooks import Hook, HookContext, HookFailed, Hooks
 from .hosts import Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
 from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
@@ -197,6 +198,7 @@ class Deploy:
     timeline: Timeline
     release: str
     summary: Summary
+    hooks: Hooks
     record: ReleaseRecord | None = None
     commit: str = ""
     live: dict[str, str | None] = field(default_factory=dict)
@@ -213,6 +215,24 @@ class Deploy:
         results = on_all(self.hosts, fn)
         raise_on_failures(results, what)
         return results
+
+    def hook(self, point: str, hosts: list[Host] | None = None,
+             error: BaseException | None = None) -> None:
+        """Run the shop's own steps at ``point`` (see :mod:`tasks.hooks`), timed."""
+        if not (self.hooks.command(point)[1] or self.hooks.functions(point)):
+            return
+        ctx = HookContext(point, hosts or self.hosts, self.release, self.settings, self.primary,
+                          error)
+        with self.timeline.timed((hosts or [self.primary])[0].name if hosts else "all",
+                                 f"hook {point}"):
+            self.hooks.run(ctx)
+
+    def failed(self, error: BaseException) -> None:
+        """Tell the ``on_failure`` hooks; their own failure is printed, never raised."""
+        try:
+            self.hook("on_failure", error=error)
+        except Exception as exc:  # the deploy's own error is the one that matters
+            say(f"WARNING: {exc}")
 
     def releases_of(self, host: Host) -> list[str]:
         """The live and the new release of a host: where maintenance must be set."""
@@ -253,11 +273,18 @@ class Deploy:
         """Prepare and build the release on every host at once; all must succeed."""
         s, rel = self.settings, self.release
 
+        steps = build.build(s, rel)
+        static = [i for i, step in enumerate(steps) if step.name.startswith("static content")]
+
         def one(host: Host) -> float:
             start = time.monotonic()
             run_steps(host, source.checkout(s, rel, self.commit), self.timeline)
             run_steps(host, [source.link_shared(s, rel)], self.timeline)
-            run_steps(host, build.build(s, rel), self.timeline, s.timeout_build)
+            self.hook("after_code", [host])
+            run_steps(host, steps[:static[0]], self.timeline, s.timeout_build)
+            self.hook("before_static_content", [host])
+            run_steps(host, steps[static[0]:], self.timeline, s.timeout_build)
+            self.hook("after_build", [host])
             return time.monotonic() - start
 
         self.write_records()
@@ -346,6 +373,11 @@ class Deploy:
                 summary.warnings.append(f"{name}: pruning failed: {pruned}")
             elif pruned:
                 summary.notes.append(pruned)
+        for point in ("after_switch", "after_deploy"):
+            try:
+                self.hook(point)
+            except HookFailed as exc:
+                problems.append(str(exc))
         if problems:
             raise DeployError(summary.text() + "\nTHE RELEASE IS LIVE, BUT:\n- "
                               + "\n- ".join(problems) + "\n" + state_report(self.hosts, s))
@@ -468,17 +500,32 @@ def database_guard(hosts: list[Host], settings: Settings) -> list[Host]:
 
 
 def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
-           quiet: bool = False, partial: bool = False) -> Summary:
+           quiet: bool = False, partial: bool = False,
+           hooks: dict[str, list[Hook]] | None = None) -> Summary:
     """Deploy ``ref`` (default ``DEPLOY_BRANCH``) to all ``hosts`` as one release.
 
     ``partial``: allow ``hosts`` to be only part of ``DEPLOY_HOSTS`` (see :func:`left_out`).
+    ``hooks``: functions to run at named points, ``{"after_switch": [purge]}`` (see
+    :mod:`tasks.hooks`), besides ``DEPLOY_HOOK_*`` and ``@hook`` ones.
     """
     ref = ref or settings.branch
     hosts = distinct(hosts, settings)
     rel = release.new_release_id()
-    d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref))
+    d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref),
+               Hooks(settings, hooks or {}))
     primary_of(hosts, settings)
     left_out(hosts, settings, partial, d.summary)
+    try:
+        run_deploy(d)
+    except BaseException as exc:
+        d.failed(exc)
+        raise
+    return d.summary
+
+
+def run_deploy(d: Deploy) -> None:
+    """The phases of :func:`deploy` under the lock (see the module docstring)."""
+    hosts, settings, ref, rel = d.hosts, d.settings, d.ref, d.release
     guard = database_guard(hosts, settings)
     with interrupts_as_exceptions(hosts + guard):
         open_all(hosts + guard)
@@ -490,6 +537,7 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
                                      static_version=build.static_version(rel))
             try:
                 d.build_everywhere()
+                d.hook("before_database")
                 with d.timeline.timed(d.primary.name, "db status"):
                     verdict = magento.db_status(d.primary, settings, rel)
             except BaseException as exc:
@@ -507,7 +555,6 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
                     f"ABORTED by a second signal during the database work or the switch: "
                     f"setup:upgrade may still be running on {d.primary.name}; the deploy lock "
                     f"stays.\n{state_report(hosts, settings)}") from exc
-    return d.summary
 
 
 def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
@@ -523,12 +570,15 @@ def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
     on_all([h for h in hosts if h.name in d.operator_maintenance],
            lambda h: magento.maintenance_on(h, settings, d.releases_of(h)))
     try:
+        d.hook("before_switch")
         switched = switch_all(hosts, settings, rel, d.live, d.timeline)
-    except DeployError as exc:
+    except (DeployError, HookFailed) as exc:
         if pending:
             raise DeployError(f"{exc}\nthe database WAS upgraded: maintenance stays on "
                               "until the release is switched") from exc
         abandon(hosts, settings, d.record, str(exc))
+        if isinstance(exc, HookFailed):
+            raise DeployError(f"{exc}\nnothing was switched; release {rel} removed") from exc
         raise
     first = min(switched.values())
     d.summary.switch_offsets = {h: t - first for h, t in switched.items()}

@@ -11,7 +11,7 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -20,6 +20,9 @@ from .redact import register
 
 OPCACHE_STRATEGIES = ("auto", "fcgi", "url", "command", "none")
 HOST_KEY_MODES = ("strict", "accept-new", "off")
+#: Named points of a deploy where a shop's own steps run (see tasks/hooks.py).
+HOOK_POINTS = ("after_code", "before_static_content", "after_build", "before_database",
+               "before_switch", "after_switch", "after_deploy", "on_failure")
 AREAS = ("frontend", "adminhtml")
 ADMIN_THEME = "Magento/backend"
 NO_THEME = "none"
@@ -59,6 +62,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_TIMEOUT_BUILD": "3600",
     "DEPLOY_TIMEOUT_UPGRADE": "10800",
     "DEPLOY_ALLOW_ROOT": "",
+    **{f"DEPLOY_HOOK_{point.upper()}": "" for point in HOOK_POINTS},
 }
 
 
@@ -98,6 +102,7 @@ class Settings:
     timeout_build: int = 3600
     timeout_upgrade: int = 10800
     allow_root: bool = False
+    hooks: Mapping[str, str] = field(default_factory=dict)  # point -> DEPLOY_HOOK_* command
 
     # Paths derived from deploy_path: one definition of the layout.
     @property
@@ -297,6 +302,8 @@ def load(
         timeout_build=_positive_int(raw, "DEPLOY_TIMEOUT_BUILD", minimum=1),  # type: ignore[arg-type]
         timeout_upgrade=_positive_int(raw, "DEPLOY_TIMEOUT_UPGRADE", minimum=1),  # type: ignore[arg-type]
         allow_root=_choice(raw, "DEPLOY_ALLOW_ROOT", ("0", "1")) == "1",
+        hooks={p: raw[f"DEPLOY_HOOK_{p.upper()}"].strip() for p in HOOK_POINTS
+               if raw[f"DEPLOY_HOOK_{p.upper()}"].strip()},
     )
 
 
