@@ -5,17 +5,22 @@ Use the tasks from your own fabfile::
     from tasks import ns            # every task, as a collection
     # or pick some:  from tasks import deploy, rollback, flush_opcache
 
-or call the plain functions with your own connections::
+A task called from your own task acts at once: ``deploy(c)`` deploys to ``c``'s host, a
+fabric ``Group``'s hosts, or ``DEPLOY_HOSTS`` for a plain Context. Or call the functions
+with your own connections::
 
     from fabric import Connection
     from tasks import Host, deploy_to, load_settings
     deploy_to([Host.from_context(Connection("web1"))], load_settings())
+
+Every error a caller may want to catch is exported here (see ``__all__``).
 """
 
 from invoke import Collection
 
 from .cli import (
     build_release,
+    config,
     db_status,
     deploy,
     flush_opcache,
@@ -26,24 +31,40 @@ from .cli import (
     prune_releases,
     releases,
     rollback,
+    stage,
     switch_symlink,
     unlock,
 )
-from .deploy import DeployError
+from .deploy import DeployError, OutcomeUnknown
 from .deploy import deploy as deploy_to
-from .hosts import Host, StepFailed
+from .hooks import HookContext, HookFailed, hook
+from .hostkeys import HostKeyRefused
+from .hosts import DuplicateHost, Host, StepFailed
+from .lock import LockHeld
+from .magento import DatabaseAheadError, MagentoError
+from .opcache import OpcacheError
+from .report import Summary
+from .rollback import RollbackRefused
+from .rollback import rollback as rollback_to
 from .settings import Settings, SettingsError
 from .settings import load as load_settings
 
 ns = Collection(
     deploy, prepare_release, build_release, db_status, maybe_upgrade, switch_symlink,
     flush_opcache, maintenance_on, maintenance_off, prune_releases, releases, rollback, unlock,
+    stage, config,
 )
 
 __all__ = [
+    # tasks
     "ns", "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade",
     "switch_symlink", "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases",
-    "unlock", "releases", "rollback", "deploy_to", "DeployError", "Host", "StepFailed",
-    "Settings", "SettingsError",
-    "load_settings",
+    "unlock", "releases", "rollback", "stage", "config",
+    # functions and what they take and give
+    "deploy_to", "rollback_to", "load_settings", "Settings", "Host", "Summary", "hook",
+    "HookContext",
+    # errors a caller may catch
+    "SettingsError", "DuplicateHost", "DeployError", "OutcomeUnknown", "StepFailed",
+    "RollbackRefused", "LockHeld", "MagentoError", "DatabaseAheadError", "OpcacheError",
+    "HookFailed", "HostKeyRefused",
 ]

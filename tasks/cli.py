@@ -21,6 +21,7 @@ from invoke.executor import Executor
 
 from . import build, lock, magento, opcache, source, switch
 from . import deploy as deploying
+from . import settings as settings_module
 from .hosts import Host, StepFailed, distinct, on_all, say
 from .redact import redact
 from .release import (
@@ -39,7 +40,7 @@ from .release import (
 from .report import releases_table
 from .rollback import rollback as roll_back
 from .rollback import rollback_target
-from .settings import Settings, SettingsError, load
+from .settings import Settings, SettingsError, load, sources
 
 
 def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -391,6 +392,31 @@ def prune_releases(c: Context, dry: bool = False) -> None:
                 or f"[{host.name}] nothing to prune")
 
 
+@task(positional=["name"], help={"name": "the stage: its .env.NAME is read over .env"})
+@clean_errors
+def stage(c: Context, name: str) -> None:
+    """Choose the stage for the tasks after it: `fab stage production deploy`.
+
+    Reads .env.NAME (next to your fabfile) over .env; the environment still wins.
+    DEPLOY_STAGE=NAME does the same without this task.
+    """
+    settings_module.selected_stage = name
+    sources()  # a stage without its .env.NAME stops here, before any task runs
+
+
+@task
+@clean_errors
+def config(c: Context) -> None:
+    """Print every DEPLOY_* setting as the next task would use it, and where it came from
+    (default, .env, .env.STAGE, environment). Credentials in URLs are masked."""
+    found = sources()
+    width = max(len(key) for key in found)
+    for key, (value, origin) in found.items():
+        say(f"{key:<{width}}  {redact(value)!r:<40}  {origin}")
+    load(require_repo=False)  # and say what is wrong, if anything
+    say("settings are valid")
+
+
 @task
 @clean_errors
 def unlock(c: Context) -> None:
@@ -465,6 +491,7 @@ def rollback(c: Context, to: str | None = None, force: bool = False,
 __all__ = [
     "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade", "switch_symlink",
     "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases", "unlock", "releases",
+    "stage", "config",
     "rollback",
     "StepFailed",
 ]

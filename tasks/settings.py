@@ -141,23 +141,54 @@ def split_list(value: str) -> tuple[str, ...]:
     return tuple(part for part in re.split(r"[\s,]+", value.strip()) if part)
 
 
-def read_raw(environ: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> dict:
-    """Merge defaults < ``./.env`` < environment, without touching ``os.environ``.
+#: The stage chosen by ``fab stage NAME`` for this process (``DEPLOY_STAGE`` otherwise).
+selected_stage = ""
+STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def project_dir(cwd: str | Path | None = None) -> Path:
+    """Where ``.env`` files live: the nearest directory, from ``cwd`` up, holding a
+    fabfile (where ``fab`` found it) or a ``.env``; else ``cwd`` itself."""
+    start = Path(cwd or os.getcwd()).resolve()
+    for folder in (start, *start.parents):
+        if any((folder / name).exists() for name in ("fabfile.py", "fabfile", ".env")):
+            return folder
+    return start
+
+
+def sources(environ: Mapping[str, str] | None = None,
+            cwd: str | Path | None = None) -> dict[str, tuple[str, str]]:
+    """Every setting as ``(value, where it came from)``: the default < ``.env`` <
+    ``.env.<stage>`` < the environment; ``os.environ`` is never changed.
 
     ``dotenv_values`` reads the file only; ``load_dotenv`` would leak every value into
     every subprocess we start, and ``find_dotenv`` would look next to the installed
-    library instead of the user's working directory.
+    library instead of the user's project.
     """
     environ = os.environ if environ is None else environ
-    dotenv_path = Path(cwd or os.getcwd()) / ".env"
-    from_file = dotenv_values(dotenv_path) if dotenv_path.is_file() else {}
-    raw = dict(DEFAULTS)
+    folder = project_dir(cwd)
+    stage = selected_stage or environ.get("DEPLOY_STAGE", "").strip()
+    files = [folder / ".env"]
+    if stage:
+        if not STAGE.fullmatch(stage) or not (folder / f".env.{stage}").is_file():
+            raise SettingsError(f"DEPLOY_STAGE={stage!r}: no file .env.{stage} in {folder}")
+        files.append(folder / f".env.{stage}")
+    found = {key: (value, "default") for key, value in DEFAULTS.items()}
+    for path in files:
+        values = dotenv_values(path) if path.is_file() else {}
+        for key in DEFAULTS:
+            if values.get(key) is not None:
+                found[key] = (values[key] or "", str(path))
     for key in DEFAULTS:
-        if from_file.get(key) is not None:
-            raw[key] = from_file[key] or ""
         if key in environ:
-            raw[key] = environ[key]
-    return raw
+            found[key] = (environ[key], "environment")
+    register(found["DEPLOY_REPO"][0])  # masked from here on, even if it is refused later
+    return found
+
+
+def read_raw(environ: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> dict:
+    """The settings' values only (see :func:`sources`)."""
+    return {key: value for key, (value, _) in sources(environ, cwd).items()}
 
 
 def _positive_int(raw: dict, key: str, *, minimum: int, optional: bool = False) -> int | None:
