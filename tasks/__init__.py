@@ -24,6 +24,7 @@ from .cli import (
     db_status,
     deploy,
     flush_opcache,
+    magento_command,
     maintenance_off,
     maintenance_on,
     maybe_upgrade,
@@ -52,14 +53,14 @@ from .settings import load as load_settings
 ns = Collection(
     deploy, prepare_release, build_release, db_status, maybe_upgrade, switch_symlink,
     flush_opcache, maintenance_on, maintenance_off, prune_releases, releases, rollback, unlock,
-    stage, config,
+    stage, config, magento_command,
 )
 
 __all__ = [
     # tasks
     "ns", "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade",
     "switch_symlink", "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases",
-    "unlock", "releases", "rollback", "stage", "config",
+    "unlock", "releases", "rollback", "stage", "config", "magento_command",
     # functions and what they take and give
     "deploy_to", "rollback_to", "load_settings", "Settings", "Host", "Summary", "hook",
     "HookContext",

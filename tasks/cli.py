@@ -9,7 +9,9 @@ keeps Fabric's per-host meaning (``fab -H web1,web2 db-status`` asks each host).
 from __future__ import annotations
 
 import functools
+import json
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +24,7 @@ from invoke.executor import Executor
 from . import build, lock, magento, opcache, source, switch
 from . import deploy as deploying
 from . import settings as settings_module
-from .hosts import Host, StepFailed, distinct, on_all, say
+from .hosts import Host, StepFailed, distinct, on_all, q, say
 from .redact import redact
 from .release import (
     BUILDING,
@@ -37,7 +39,7 @@ from .release import (
     read_records,
     write_record,
 )
-from .report import releases_table
+from .report import Summary, releases_table
 from .rollback import rollback as roll_back
 from .rollback import rollback_target
 from .settings import Settings, SettingsError, load, sources
@@ -172,14 +174,18 @@ def fleet_post(c: Context, action: str,
     run(hosts, settings, options)
 
 
+def show(summary: Summary, options: dict[str, Any]) -> None:
+    """The summary as text, or as one JSON object with ``--json``."""
+    say(json.dumps(summary.as_dict()) if options.get("json") else "\n" + summary.text())
+
+
 def run_deploy(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
     if options.get("dry"):
         say(deploying.dry_run(settings, [h.name for h in hosts], options.get("ref")))
         return
-    summary = deploying.deploy(hosts, settings, ref=options.get("ref"),
-                               quiet=options.get("quiet", False),
-                               partial=options.get("partial", False))
-    say("\n" + summary.text())
+    show(deploying.deploy(hosts, settings, ref=options.get("ref"),
+                          quiet=options.get("json", False),
+                          partial=options.get("partial", False)), options)
 
 
 @task
@@ -193,10 +199,11 @@ def _deploy_collected(c: Context) -> None:
     "dry": "print the plan (every command, in order) and change nothing",
     "quiet": "only the timeline and the summary, not the commands' output",
     "partial": "deploy to only some of DEPLOY_HOSTS on purpose (the others keep their release)",
+    "json": "print only the summary, as one JSON object (for CI)",
 })
 @clean_errors
 def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = False,
-           partial: bool = False) -> None:
+           partial: bool = False, json: bool = False) -> None:
     """Build a new release on every host in parallel, then switch all of them together.
 
     Steps: lock; fetch the code into releases/<id> (from a bare mirror on each host); link
@@ -211,8 +218,8 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
     of DEPLOY_HOSTS is refused unless --partial. Called from your own task, deploy(c)
     deploys at once: to c's host, a Group's hosts, or DEPLOY_HOSTS for a plain Context.
     """
-    fleet_call(deploy, c, "deploy", run_deploy, ref=ref, dry=dry, quiet=quiet,
-               partial=partial)
+    fleet_call(deploy, c, "deploy", run_deploy, ref=ref, dry=dry, quiet=quiet or json,
+               partial=partial, json=json)
 
 
 # -- the steps, one by one ----------------------------------------------------------------------
@@ -311,10 +318,11 @@ def _maybe_upgrade_collected(c: Context) -> None:
       help={"release": "release id to upgrade from (default: the newest)"})
 @clean_errors
 def maybe_upgrade(c: Context, release: str | None = None) -> None:
-    """If anything is pending: maintenance on every host (live + new release), then
-    setup:upgrade --keep-generated once, on the primary (DEPLOY_PRIMARY, else the first).
+    """If the database must move: maintenance on every host, setup:upgrade on the primary.
 
-    Maintenance stays on: run switch-symlink, flush-opcache, then maintenance-off.
+    Maintenance goes on in the live and the new release of every host, then
+    setup:upgrade --keep-generated runs once, on the primary (DEPLOY_PRIMARY, else the
+    first). Maintenance stays on: run switch-symlink, flush-opcache, then maintenance-off.
     """
     fleet_call(maybe_upgrade, c, "maybe-upgrade", run_maybe_upgrade, release=release)
 
@@ -392,6 +400,34 @@ def prune_releases(c: Context, dry: bool = False) -> None:
                 or f"[{host.name}] nothing to prune")
 
 
+def run_magento(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
+    hosts = distinct(hosts, settings)
+    if options.get("primary"):
+        hosts = [deploying.primary_of(hosts, settings)]
+    argv = " ".join(q(a) for a in shlex.split(options["command"]))
+    command = f"cd {q(settings.current)} && {settings.php} bin/magento {argv} --no-interaction"
+    deploying.raise_on_failures(on_all(hosts, lambda h: h.run(command, step="bin/magento")),
+                                f"bin/magento {options['command']}")
+
+
+@task
+@clean_errors
+def _magento_collected(c: Context) -> None:
+    fleet_post(c, "magento", run_magento)
+
+
+@task(name="magento", klass=FleetTask, post=[_magento_collected], positional=["command"],
+      help={"command": "the bin/magento command and its arguments, quoted as one",
+            "primary": "only on the primary (DEPLOY_PRIMARY, else the first host)"})
+@clean_errors
+def magento_command(c: Context, command: str, primary: bool = False) -> None:
+    """Run bin/magento in `current` on every host at once: fab magento "cache:clean config".
+
+    Output is prefixed by host; the exit is non-zero if it failed on any host.
+    """
+    fleet_call(magento_command, c, "magento", run_magento, command=command, primary=primary)
+
+
 @task(positional=["name"], help={"name": "the stage: its .env.NAME is read over .env"})
 @clean_errors
 def stage(c: Context, name: str) -> None:
@@ -407,8 +443,11 @@ def stage(c: Context, name: str) -> None:
 @task
 @clean_errors
 def config(c: Context) -> None:
-    """Print every DEPLOY_* setting as the next task would use it, and where it came from
-    (default, .env, .env.STAGE, environment). Credentials in URLs are masked."""
+    """Print every DEPLOY_* setting and where it came from; credentials masked.
+
+    Sources: default, .env, .env.STAGE, environment (the later wins), as the next task
+    would read them; then whether they are valid.
+    """
     found = sources()
     width = max(len(key) for key in found)
     for key, (value, origin) in found.items():
@@ -460,7 +499,8 @@ def releases(c: Context) -> None:
 
 
 def run_rollback(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
-    say(roll_back(hosts, settings, **options).text())
+    show(roll_back(hosts, settings, to=options.get("to"), force=options.get("force", False),
+                   partial=options.get("partial", False)), options)
 
 
 @task
@@ -473,25 +513,26 @@ def _rollback_collected(c: Context) -> None:
     "to": "release id to go back to (default: the previous live release)",
     "force": "roll back even across a database change (the database is NOT rolled back)",
     "partial": "roll back only some of DEPLOY_HOSTS on purpose",
+    "json": "print only the summary, as one JSON object (for CI)",
 })
 @clean_errors
 def rollback(c: Context, to: str | None = None, force: bool = False,
-             partial: bool = False) -> None:
-    """Switch every host back to the previous live release, flush OPcache and the cache,
-    print a summary.
+             partial: bool = False, json: bool = False) -> None:
+    """Switch every host back to the previous live release; flush OPcache and the cache.
 
     Refuses when a release newer than the target ran setup:upgrade (the old code would
     meet a newer schema), naming that release; --force overrides and warns. Never goes
     to a failed or half-built release. On several hosts it switches all or none. Called
     from your own task, rollback(c) acts at once, like deploy(c).
     """
-    fleet_call(rollback, c, "rollback", run_rollback, to=to, force=force, partial=partial)
+    fleet_call(rollback, c, "rollback", run_rollback, to=to, force=force, partial=partial,
+               json=json, quiet=json)
 
 
 __all__ = [
     "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade", "switch_symlink",
     "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases", "unlock", "releases",
-    "stage", "config",
+    "stage", "config", "magento_command",
     "rollback",
     "StepFailed",
 ]

@@ -546,7 +546,8 @@ def run_deploy(d: Deploy) -> None:
                     raise
                 raise DeployError(f"{exc}\nnothing was switched; release {rel} removed") from exc
             d.record.db_status = verdict.line()
-            say(f"{'':9}{d.primary.name:<12} {verdict.line()}")
+            if not d.timeline.quiet:
+                say(f"{'':9}{d.primary.name:<12} {verdict.line()}")
             try:
                 with interrupts_deferred("finishing the database work and the switch"):
                     go_live(d, verdict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from .hosts import say
 from .release import Releases, epoch
@@ -73,6 +73,10 @@ class Summary:
     def switch_spread(self) -> float:
         offsets = list(self.switch_offsets.values())
         return max(offsets) - min(offsets) if offsets else 0.0
+
+    def as_dict(self) -> dict:
+        """The summary as data, for ``--json`` (CI reads it instead of parsing text)."""
+        return {**asdict(self), "switch_spread": self.switch_spread}
 
     def text(self) -> str:
         hosts = sorted(self.switch_offsets or self.build_seconds)
