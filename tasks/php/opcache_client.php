@@ -1,0 +1,151 @@
+<?php
+$job = json_decode($argv[1], true);
+$out = ['responses' => [], 'removed' => false];
+
+function read_exactly($s, int $n): ?string {
+    $buf = '';
+    while (strlen($buf) < $n && !feof($s)) {
+        $chunk = fread($s, $n - strlen($buf));
+        if ($chunk === false || ($chunk === '' && stream_get_meta_data($s)['timed_out'])) break;
+        $buf .= $chunk;
+    }
+    return strlen($buf) === $n ? $buf : null;
+}
+
+function connect(string $address, array $ssl = []) {
+    $ctx = stream_context_create(['ssl' => $ssl]);
+    $why = [];  // every warning: a TLS failure says why before "Unable to connect"
+    set_error_handler(function (int $no, string $msg) use (&$why): bool {
+        $why[] = $msg;
+        return true;
+    });
+    $s = stream_socket_client($address, $errno, $errstr, TIMEOUT, STREAM_CLIENT_CONNECT, $ctx);
+    restore_error_handler();
+    if (!$s) {
+        if ($errstr && !str_contains(implode(' ', $why), $errstr)) $why[] = $errstr;
+        $why = implode('; ', $why) ?: "error $errno";
+        return ['error' => "cannot connect to $address: $why"];
+    }
+    stream_set_timeout($s, TIMEOUT);
+    return $s;
+}
+
+function fcgi_record(int $type, string $content): string {
+    return pack('CCnnCx', 1, $type, 1, strlen($content), 0) . $content;
+}
+
+function fcgi_length(int $n): string {
+    return $n < 128 ? chr($n) : pack('N', $n | 0x80000000);
+}
+
+function split_cgi(string $raw, array $r): array {
+    [$head, $body] = array_pad(explode("\r\n\r\n", $raw, 2), 2, '');
+    $r['status'] = preg_match('/^Status:\s*(\d{3})/mi', $head, $m) ? (int) $m[1] : 200;
+    if ($raw === '') $r['status'] = null;  // no answer at all
+    $r['body'] = $body;
+    return $r;
+}
+
+function fcgi(array $job, string $op): array {
+    $target = $job['target'];
+    $s = connect($target[0] === '/' ? "unix://$target" : "tcp://$target");
+    if (is_array($s)) return $s;
+    $file = $job['file'];
+    $params = [
+        'GATEWAY_INTERFACE' => 'CGI/1.1', 'SERVER_SOFTWARE' => 'fabric-magento-deploy',
+        'SERVER_PROTOCOL' => 'HTTP/1.1', 'REQUEST_METHOD' => 'GET',
+        'SCRIPT_FILENAME' => $file, 'SCRIPT_NAME' => '/' . basename($file),
+        'REQUEST_URI' => '/' . basename($file) . "?op=$op", 'QUERY_STRING' => "op=$op",
+        'DOCUMENT_ROOT' => dirname($file), 'SERVER_NAME' => 'localhost', 'SERVER_PORT' => '80',
+        'REMOTE_ADDR' => '127.0.0.1', 'REMOTE_PORT' => '0', 'SERVER_ADDR' => '127.0.0.1',
+        'CONTENT_LENGTH' => '0', 'CONTENT_TYPE' => '', 'HTTP_HOST' => 'localhost',
+        'HTTP_X_OPCACHE_TOKEN' => $job['token'],
+    ];
+    $pairs = '';
+    foreach ($params as $k => $v) {
+        $pairs .= fcgi_length(strlen($k)) . fcgi_length(strlen($v)) . $k . $v;
+    }
+    fwrite($s, fcgi_record(1, pack('nCx5', 1, 0)) . fcgi_record(4, $pairs)
+        . fcgi_record(4, '') . fcgi_record(5, ''));
+    $stdout = $stderr = '';
+    $r = ['end' => false];
+    while (($h = read_exactly($s, 8)) !== null) {
+        $h = unpack('Cversion/Ctype/nid/nlength/Cpadding', $h);
+        $content = read_exactly($s, $h['length'] + $h['padding']);
+        if ($content === null) break;
+        $content = substr($content, 0, $h['length']);
+        if ($h['type'] === 6) $stdout .= $content;
+        if ($h['type'] === 7) $stderr .= $content;
+        if ($h['type'] === 3) {
+            $r = ['end' => true] + unpack('Napp_status/Cprotocol_status', $content);
+            break;
+        }
+    }
+    $r['timed_out'] = stream_get_meta_data($s)['timed_out'];
+    fclose($s);
+    $r['stderr'] = $stderr;
+    return split_cgi($stdout, $r);
+}
+
+function http(array $job, string $op): array {
+    $ssl = ['peer_name' => $job['sni'], 'SNI_enabled' => true];
+    $s = connect(($job['tls'] ? 'tls' : 'tcp') . "://{$job['target']}", $ssl);
+    if (is_array($s)) return $s;
+    fwrite($s, "GET {$job['path']}?op=$op HTTP/1.0\r\nHost: {$job['host_header']}\r\n"
+        . "X-Opcache-Token: {$job['token']}\r\nUser-Agent: fabric-magento-deploy\r\n"
+        . "Connection: close\r\n\r\n");
+    $raw = (string) stream_get_contents($s);
+    $timed_out = stream_get_meta_data($s)['timed_out'];
+    $r = ['end' => !$timed_out, 'timed_out' => $timed_out, 'stderr' => ''];
+    fclose($s);
+    [$head, $body] = array_pad(explode("\r\n\r\n", $raw, 2), 2, '');
+    $r['status'] = preg_match('#^HTTP/\S+\s+(\d{3})#', $head, $m) ? (int) $m[1] : 0;
+    $r['body'] = $body;
+    return $r;
+}
+
+function ask(array $job, string $op): array {
+    $r = $job['mode'] === 'fcgi' ? fcgi($job, $op) : http($job, $op);
+    $r['op'] = $op;
+    $r['json'] = json_decode($r['body'] ?? '', true);
+    return $r;
+}
+
+define('TIMEOUT', $job['timeout']);
+$written = [];
+try {
+    // The file goes to its own directory and, for url, to every release's pub/ as well:
+    // a worker whose realpath cache still maps current/ to the old release must find it.
+    $dirs = array_merge([dirname($job['file'])], glob($job['copies'], GLOB_ONLYDIR) ?: []);
+    $seen = [];
+    foreach ($dirs as $i => $dir) {
+        $real = realpath($dir) ?: $dir;
+        if (isset($seen[$real])) continue;
+        $seen[$real] = true;
+        $file = "$dir/" . basename($job['file']);
+        $fh = @fopen($file, 'x');
+        if ($fh === false && $i === 0) {
+            $out['write_error'] = error_get_last()['message'] ?? 'fopen failed';
+            break;
+        }
+        if ($fh === false) continue;
+        $written[] = $file;
+        fwrite($fh, $job['code']);
+        fclose($fh);
+        chmod($file, 0644);
+    }
+    foreach (isset($out['write_error']) ? [] : $job['ops'] as $op) {
+        $r = ask($job, $op);
+        for ($i = 0; $op === 'status' && $i < 30 && !empty($r['json']['pending']); $i++) {
+            usleep(100000);
+            $r = ask($job, $op);
+        }
+        $out['responses'][] = $r;
+        if (($r['json']['magic'] ?? '') !== 'opcache-flush/1') break;
+    }
+} finally {
+    foreach ($written as $file) @unlink($file);
+    clearstatcache();
+    $out['removed'] = !array_filter($written, 'file_exists');
+    echo json_encode($out, JSON_INVALID_UTF8_SUBSTITUTE), "\n";
+}
