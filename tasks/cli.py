@@ -24,6 +24,7 @@ from invoke.executor import Executor
 from . import build, lock, magento, opcache, source, switch
 from . import deploy as deploying
 from . import settings as settings_module
+from .hooks import HookContext, Hooks
 from .hosts import Host, StepFailed, distinct, on_all, q, say
 from .redact import redact
 from .release import (
@@ -39,7 +40,7 @@ from .release import (
     read_records,
     write_record,
 )
-from .report import Summary, releases_table
+from .report import Summary, Timeline, releases_table
 from .rollback import rollback as roll_back
 from .rollback import rollback_target
 from .settings import Settings, SettingsError, load, sources
@@ -227,6 +228,13 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
 _prepared: dict[str, tuple[str, str]] = {}
 
 
+def step_hooks(settings: Settings, host: Host, rel: str) -> deploying.PerHostHook:
+    """The hooks of a step task run on its one host, as the deploy runs them per host."""
+    hooks = Hooks(settings)
+    return lambda point, hosts: deploying.run_hook(
+        hooks, HookContext(point, hosts, rel, settings, host), Timeline(quiet=True))
+
+
 @task
 def _prepared_done(c: Context) -> None:
     """After every host of one ``prepare-release``: the next call makes a new release."""
@@ -248,9 +256,8 @@ def prepare_release(c: Context, ref: str | None = None) -> None:
             _prepared[ref] = (new_release_id(), source.resolve_commit(host, settings, ref))
         rel, commit = _prepared[ref]
         with deploying.locked([host], settings, "prepare-release", rel):
-            for step in source.checkout(settings, rel, commit) + [
-                    source.link_shared(settings, rel)]:
-                host.step(step)
+            deploying.prepare_on(host, settings, rel, commit, Timeline(quiet=True),
+                                 step_hooks(settings, host, rel))
             write_record(host, settings, ReleaseRecord(
                 rel, ref=ref, commit=commit, status=BUILDING,
                 static_version=build.static_version(rel)))
@@ -268,8 +275,8 @@ def build_release(c: Context, release: str | None = None) -> None:
     for host in targets(c, settings):
         rel = chosen_release(host, settings, release, allowed=(BUILDING, BUILT))
         with deploying.locked([host], settings, "build", rel):
-            for step in build.build(settings, rel):
-                host.step(step, timeout=settings.timeout_build)
+            deploying.build_on(host, settings, rel, Timeline(quiet=True),
+                               step_hooks(settings, host, rel))
             deploying.mark(host, settings, rel, BUILT)
         say(f"[{host.name}] built release {rel}")
 

@@ -55,6 +55,37 @@ def run_steps(host: Host, steps: list[Step], timeline: Timeline,
             host.step(step, timeout=timeout)
 
 
+def run_hook(hooks: Hooks, ctx: HookContext, timeline: Timeline) -> None:
+    """The shop's own steps at ``ctx.point``, timed; nothing when there are none."""
+    if not (hooks.command(ctx.point)[1] or hooks.functions(ctx.point)):
+        return
+    where = ctx.hosts[0].name if len(ctx.hosts) == 1 else "all"
+    with timeline.timed(where, f"hook {ctx.point}"):
+        hooks.run(ctx)
+
+
+PerHostHook = Callable[[str, list[Host]], None]
+
+
+def prepare_on(host: Host, settings: Settings, rel: str, commit: str, timeline: Timeline,
+               hook: PerHostHook) -> None:
+    """The code of ``commit`` in ``releases/<rel>``, shared links, ``after_code`` hooks."""
+    run_steps(host, source.checkout(settings, rel, commit), timeline)
+    run_steps(host, [source.link_shared(settings, rel)], timeline)
+    hook("after_code", [host])
+
+
+def build_on(host: Host, settings: Settings, rel: str, timeline: Timeline,
+             hook: PerHostHook) -> None:
+    """The build of a prepared release, with the hooks before static content and after."""
+    steps = build.build(settings, rel)
+    static = next(i for i, step in enumerate(steps) if step.name.startswith("static content"))
+    run_steps(host, steps[:static], timeline, settings.timeout_build)
+    hook("before_static_content", [host])
+    run_steps(host, steps[static:], timeline, settings.timeout_build)
+    hook("after_build", [host])
+
+
 def describe_failures(errors: dict[str, BaseException]) -> str:
     return "\n".join(str(e) if isinstance(e, StepFailed) else f"[{h}] {type(e).__name__}: {e}"
                      for h, e in errors.items())
@@ -219,13 +250,8 @@ class Deploy:
     def hook(self, point: str, hosts: list[Host] | None = None,
              error: BaseException | None = None) -> None:
         """Run the shop's own steps at ``point`` (see :mod:`tasks.hooks`), timed."""
-        if not (self.hooks.command(point)[1] or self.hooks.functions(point)):
-            return
-        ctx = HookContext(point, hosts or self.hosts, self.release, self.settings, self.primary,
-                          error)
-        with self.timeline.timed((hosts or [self.primary])[0].name if hosts else "all",
-                                 f"hook {point}"):
-            self.hooks.run(ctx)
+        run_hook(self.hooks, HookContext(point, hosts or self.hosts, self.release,
+                                         self.settings, self.primary, error), self.timeline)
 
     def failed(self, error: BaseException) -> None:
         """Tell the ``on_failure`` hooks; their own failure is printed, never raised."""
@@ -273,18 +299,10 @@ class Deploy:
         """Prepare and build the release on every host at once; all must succeed."""
         s, rel = self.settings, self.release
 
-        steps = build.build(s, rel)
-        static = [i for i, step in enumerate(steps) if step.name.startswith("static content")]
-
         def one(host: Host) -> float:
             start = time.monotonic()
-            run_steps(host, source.checkout(s, rel, self.commit), self.timeline)
-            run_steps(host, [source.link_shared(s, rel)], self.timeline)
-            self.hook("after_code", [host])
-            run_steps(host, steps[:static[0]], self.timeline, s.timeout_build)
-            self.hook("before_static_content", [host])
-            run_steps(host, steps[static[0]:], self.timeline, s.timeout_build)
-            self.hook("after_build", [host])
+            prepare_on(host, s, rel, self.commit, self.timeline, self.hook)
+            build_on(host, s, rel, self.timeline, self.hook)
             return time.monotonic() - start
 
         self.write_records()
