@@ -361,6 +361,11 @@ def failed_line(out: str, what: str) -> str:
 # --------------------------------------------------------------------------- before the switch
 
 
+@pytest.mark.xfail(strict=True, raises=NotYet, reason=(
+    "the error of a failed build names the host, the step and its output, but not what the "
+    "shop is left with: tasks/deploy.py `deploy` re-raises the DeployError of "
+    "build_everywhere after abandon() without 'nothing was switched; release <id> removed' "
+    "(only non-DeployError exceptions get that line)"))
 def test_build_fails_on_one_host(fleet: Fleet) -> None:
     live = fleet.live(fleet.host("web1"))
     fleet.code_change()
@@ -376,6 +381,8 @@ def test_build_fails_on_one_host(fleet: Fleet) -> None:
     assert_no_new_release(fleet, run)
     assert_no_lock(fleet)
     assert_shared_unchanged(fleet, run)
+    not_yet("nothing was switched" in run.out,
+            f"the message does not say what the shop is left with:\n{run.out}")
 
 
 @pytest.mark.xfail(strict=True, raises=NotYet, reason=(

@@ -575,7 +575,11 @@ def test_a_release_option_is_a_release_id_or_refused(value: str) -> None:
 # --------------------------------------------------------------------------- a real host
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+class DeployedTwice(AssertionError):
+    """`fab deploy` ran the deploy twice (see the xfail reason)."""
+
+
+@pytest.mark.xfail(strict=True, raises=DeployedTwice, reason=(
     "since ec06c88 every command-line `fab deploy` runs twice: tasks/cli.py "
     "per_host_call_by_fab compares the Executor's call.task with the module's FleetTask, "
     "but the command line runs another FleetTask object, so the task deploys at once AND "
@@ -634,7 +638,3 @@ def test_nasty_but_valid_values_deploy_and_execute_nothing(rig1) -> None:
     if deployed != on_branch:
         raise DeployedTwice(f"`fab deploy --ref=<branch>` left {deployed} live, not the "
                             f"branch's {on_branch}")
-
-
-class DeployedTwice(AssertionError):
-    """`fab deploy` ran the deploy twice (see the xfail reason)."""
