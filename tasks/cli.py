@@ -43,7 +43,7 @@ from .release import (
 from .report import Summary, Timeline, releases_table
 from .rollback import rollback as roll_back
 from .rollback import rollback_target
-from .settings import Settings, SettingsError, load, sources
+from .settings import Settings, SettingsError, check_ref, load, sources
 
 
 def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -250,7 +250,7 @@ def prepare_release(c: Context, ref: str | None = None) -> None:
     resolved on the first, so the later steps agree on one release.
     """
     settings = load()
-    ref = ref or settings.branch
+    ref = check_ref(ref) if ref else settings.branch
     for host in targets(c, settings):
         if ref not in _prepared:
             _prepared[ref] = (new_release_id(), source.resolve_commit(host, settings, ref))

@@ -25,7 +25,7 @@ from .hosts import Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
 from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
 from .report import Summary, Timeline
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, check_ref
 
 
 class DeployError(RuntimeError):
@@ -134,13 +134,14 @@ class Aborted(KeyboardInterrupt):
 
 
 @contextmanager
-def interrupts_deferred(what: str) -> Iterator[None]:
+def interrupts_deferred(what: str) -> Iterator[list[int]]:
     """Hold Ctrl-C/SIGTERM/SIGHUP until the block is done: a database upgrade or a switch
     that stops half-way is worse than one that finishes a second later. A second signal
     aborts (:class:`Aborted`); the caller then reports the state it left.
 
     The handler only records and writes with ``os.write``: ``print`` takes a lock the
-    interrupted code may hold.
+    interrupted code may hold. Yields the signals received: once the block has finished,
+    the work is done, and the caller says so instead of pretending it was stopped.
     """
     received: list[int] = []
 
@@ -152,9 +153,7 @@ def interrupts_deferred(what: str) -> Iterator[None]:
                     "(send it again to abort now)\n".encode())
 
     with signal_handler(handler):
-        yield
-    if received:
-        raise KeyboardInterrupt(f"signal {received[0]} (after {what})")
+        yield received
 
 
 @contextmanager
@@ -198,13 +197,32 @@ def refuse_root(host: Host, settings: Settings) -> None:
             "that owns DEPLOY_PATH, or set DEPLOY_ALLOW_ROOT=1 if you really mean it")
 
 
+CONFIG = "app/etc/env.php"
+
+
+def check_shared_config(host: Host, settings: Settings) -> None:
+    """A shared ``app/etc/env.php`` must exist before anything is built: a release linked
+    to an empty one has no database or crypt key, and its storefront answers 500."""
+    if CONFIG in settings.shared_files:
+        path = f"{settings.shared_dir}/{CONFIG}"
+        if not host.test(f"test -s {q(path)}"):
+            raise DeployError(
+                f"[{host.name}] {path} is missing or empty: copy the shop's env.php there "
+                "(it holds the database and the crypt key; see docs/adopting.md) and deploy "
+                "again. Nothing was changed.")
+
+
 def open_all(hosts: list[Host]) -> None:
     """Connect to every host before fanning out (a lazily opened Connection races)."""
     raise_on_failures(on_all(hosts, Host.open), "connecting")
 
 
-def abandon(hosts: list[Host], settings: Settings, record: ReleaseRecord, why: str) -> None:
-    """Stop what still runs in the new release, remove its folder, record it as failed."""
+def abandon(hosts: list[Host], settings: Settings, record: ReleaseRecord, why: str) -> str:
+    """Stop what still runs in the new release, remove its folder, record it as failed.
+
+    Returns what the operator must know: that nothing was switched, and which hosts could
+    not be cleaned up (unreachable) and what to run for them.
+    """
     path = settings.release_dir(record.id)
     record.status, record.note, record.finished = FAILED, why[:2000], release.utc_now()
 
@@ -216,7 +234,13 @@ def abandon(hosts: list[Host], settings: Settings, record: ReleaseRecord, why: s
             step="remove failed release", warn=True, echo=False)
         release.write_record(host, settings, record)
 
-    on_all(hosts, one)
+    unreachable = sorted(failures(on_all(hosts, one)))
+    if not unreachable:
+        return f"nothing was switched; release {record.id} removed on every host"
+    return (f"nothing was switched; release {record.id} removed, except on "
+            f"{', '.join(unreachable)}, which could not be reached: its deploy.lock and "
+            f"releases/{record.id} remain there. When it is back: fab unlock "
+            f"--hosts={','.join(unreachable)} (the next deploy's pruning removes the folder)")
 
 
 @dataclass
@@ -278,6 +302,7 @@ class Deploy:
             host.run(f"mkdir -p {q(s.releases_dir)} {q(s.shared_dir)} {q(s.history_dir)}"
                      f" && test -w {q(s.deploy_path)}", step="preflight", echo=False)
             switch.check_current_is_link(host, s)
+            check_shared_config(host, s)
             live = release.live_release(host, s)
             return live, opcache.choose(host, s), magento.maintenance_owner(host, s, live)
 
@@ -526,7 +551,7 @@ def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
     ``hooks``: functions to run at named points, ``{"after_switch": [purge]}`` (see
     :mod:`tasks.hooks`), besides ``DEPLOY_HOOK_*`` and ``@hook`` ones.
     """
-    ref = ref or settings.branch
+    ref = check_ref(ref) if ref else settings.branch
     hosts = distinct(hosts, settings)
     rel = release.new_release_id()
     d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref),
@@ -559,16 +584,20 @@ def run_deploy(d: Deploy) -> None:
                 with d.timeline.timed(d.primary.name, "db status"):
                     verdict = magento.db_status(d.primary, settings, rel)
             except BaseException as exc:
-                abandon(hosts, settings, d.record, str(exc))
-                if isinstance(exc, (DeployError, magento.MagentoError, KeyboardInterrupt)):
+                left = abandon(hosts, settings, d.record, str(exc))
+                if isinstance(exc, (magento.MagentoError, KeyboardInterrupt)):
                     raise
-                raise DeployError(f"{exc}\nnothing was switched; release {rel} removed") from exc
+                raise DeployError(f"{exc}\n{left}") from exc
             d.record.db_status = verdict.line()
             if not d.timeline.quiet:
                 say(f"{'':9}{d.primary.name:<12} {verdict.line()}")
             try:
-                with interrupts_deferred("finishing the database work and the switch"):
+                with interrupts_deferred("finishing the database work and the switch") as got:
                     go_live(d, verdict)
+                if got:
+                    d.summary.warnings.append(
+                        f"signal {got[0]} came during the database work or the switch: the "
+                        "deploy was finished first (stopping half-way would break the shop)")
             except Aborted as exc:
                 raise OutcomeUnknown(
                     f"ABORTED by a second signal during the database work or the switch: "
@@ -595,10 +624,8 @@ def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
         if pending:
             raise DeployError(f"{exc}\nthe database WAS upgraded: maintenance stays on "
                               "until the release is switched") from exc
-        abandon(hosts, settings, d.record, str(exc))
-        if isinstance(exc, HookFailed):
-            raise DeployError(f"{exc}\nnothing was switched; release {rel} removed") from exc
-        raise
+        left = abandon(hosts, settings, d.record, str(exc))
+        raise DeployError(f"{exc}\n{left}") from exc
     first = min(switched.values())
     d.summary.switch_offsets = {h: t - first for h, t in switched.items()}
     d.finish()
@@ -638,7 +665,7 @@ def prune(host: Host, settings: Settings, *, protect: set[str], dry: bool = Fals
 
 def dry_run(settings: Settings, hosts: list[str], ref: str | None = None) -> str:
     """The plan of a deploy as text, without contacting any host."""
-    rel, ref = "<release-id>", ref or settings.branch
+    rel, ref = "<release-id>", check_ref(ref) if ref else settings.branch
     primary = settings.primary or hosts[0]
     sections = [
         render(f"on {primary}: resolve {ref}", [source.update_mirror(settings),

@@ -42,6 +42,7 @@ DEFAULT_TIMEOUT = int(DEFAULTS["DEPLOY_TIMEOUT_COMMAND"])
 _HOST_ENTRY = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:@]+)(?::(?P<port>\d+))?")
 CONNECT_DELAYS = (1.0, 3.0)  # seconds before the 2nd and 3rd connection attempt
 KEEPALIVE = 15  # seconds between SSH keepalives: a dead link is noticed, NAT state kept
+NO_EXIT_STATUS = -1  # what paramiko reports when the channel closed without an exit status
 TIMED_OUT, TIMED_OUT_KILLED = 124, 137  # coreutils timeout: TERM'd, then KILLed after -k
 
 
@@ -218,6 +219,10 @@ class Host:
             for stream in (out, err):
                 if stream:
                     stream.flush()
+        if result.exited == NO_EXIT_STATUS:  # paramiko: the channel closed without a status
+            raise StepFailed(self.name, step, command, None,
+                             f"{result.stdout}{result.stderr}\nthe connection was lost: the "
+                             "command's outcome is unknown")
         if (result.exited in (TIMED_OUT, TIMED_OUT_KILLED)
                 and time.monotonic() - started >= limit):
             raise StepFailed(self.name, step, command, result.exited,

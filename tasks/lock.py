@@ -48,9 +48,9 @@ def describe(host: str, settings: Settings, info: dict) -> str:
 def acquire(host: Host, settings: Settings, info: dict) -> None:
     """Create the lock or raise :class:`LockHeld` with the holder's details."""
     path = q(settings.lock_file)
-    result = host.run(
+    result = host.run(  # exit 3: held (the file exists); any other failure: cannot create
         f"mkdir -p {q(settings.deploy_path)} && (set -C; printf '%s\\n' {q(json.dumps(info))}"
-        f" > {path}) 2>/dev/null || {{ cat {path}; exit 3; }}",
+        f" > {path}) || {{ if [ -e {path} ]; then cat {path}; exit 3; fi; exit 4; }}",
         step="lock", warn=True, echo=False,
     )
     if result.exited == 3:

@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -191,12 +192,20 @@ def read_raw(environ: Mapping[str, str] | None = None, cwd: str | Path | None = 
     return {key: value for key, (value, _) in sources(environ, cwd).items()}
 
 
+def check_ref(ref: str, key: str = "--ref") -> str:
+    """A branch, tag or commit as git may take it: never an option (``-x``), no spaces."""
+    if ref.startswith("-") or re.search(r"\s", ref) or not ref:
+        raise SettingsError(f"{key}={ref!r}: not a branch, tag or commit")
+    return ref
+
+
 def _positive_int(raw: dict, key: str, *, minimum: int, optional: bool = False) -> int | None:
     value = raw[key].strip()
     if optional and not value:
         return None
-    if not re.fullmatch(r"\d+", value) or int(value) < minimum:
-        raise SettingsError(f"{key}={value!r}: must be a whole number >= {minimum}")
+    if not re.fullmatch(r"\d{1,9}", value) or int(value) < minimum:
+        raise SettingsError(f"{key}={value[:20]!r}: must be a whole number >= {minimum} "
+                            "(at most 9 digits)")
     return int(value)
 
 
@@ -262,10 +271,13 @@ def _opcache(raw: dict) -> str:
     needs = {"url": "DEPLOY_OPCACHE_URL", "command": "DEPLOY_OPCACHE_COMMAND"}
     if value in needs and not raw[needs[value]].strip():
         raise SettingsError(f"DEPLOY_OPCACHE={value}: {needs[value]} must be set too")
-    if value == "url" and not re.match(r"https?://[^/\s]+", raw["DEPLOY_OPCACHE_URL"].strip()):
-        raise SettingsError(
-            f"DEPLOY_OPCACHE_URL={raw['DEPLOY_OPCACHE_URL']!r}: must be an http(s):// URL"
-        )
+    url = raw["DEPLOY_OPCACHE_URL"].strip()
+    try:
+        valid = bool(re.match(r"https?://[^/\s]+", url)) and (urlsplit(url).port or 0) >= 0
+    except ValueError:  # a port that is not a number
+        valid = False
+    if value == "url" and not valid:
+        raise SettingsError(f"DEPLOY_OPCACHE_URL={url!r}: must be an http(s):// URL")
     return value
 
 
@@ -293,9 +305,7 @@ def load(
     repo = raw["DEPLOY_REPO"].strip()
     if require_repo and not repo:
         raise SettingsError("DEPLOY_REPO is not set: give the git URL or path of the shop")
-    branch = raw["DEPLOY_BRANCH"].strip() or "main"
-    if branch.startswith("-") or re.search(r"\s", branch):
-        raise SettingsError(f"DEPLOY_BRANCH={branch!r}: not a branch, tag or commit")
+    branch = check_ref(raw["DEPLOY_BRANCH"].strip() or "main", "DEPLOY_BRANCH")
     hosts = split_list(raw["DEPLOY_HOSTS"])
     repeated = sorted({h for h in hosts if hosts.count(h) > 1})
     if repeated:

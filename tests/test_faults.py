@@ -25,10 +25,8 @@ One rig serves the whole module (it takes seconds to start); :func:`heal` puts i
 into "one good release everywhere" after each test, without hiding anything: the test's
 own assertions have run by then.
 
-Where the library does not yet do what issue 9 asks, the check raises :class:`NotYet`
-and the case is marked ``xfail(strict=True, raises=NotYet)``: every other assertion of
-that case must still pass (an AssertionError is a real failure), and the xfail turns into
-a failure the day the library is fixed.
+The checks of what issue 9 asks beyond "nothing broke" (a message that says what the
+shop is left with, a lock kept while an outcome is unknown, ...) use :func:`require`.
 """
 
 from __future__ import annotations
@@ -59,13 +57,10 @@ ENV_PHP = f"{SHARED}/app/etc/env.php"
 AFTER = 6  # pages per host polled after fab returned, to see what each host ends on
 
 
-class NotYet(AssertionError):
-    """What issue 9 asks and the library does not do yet (see the xfail reasons)."""
-
-
-def not_yet(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
+    """``assert`` with a message built before the check (the run's whole output)."""
     if not condition:
-        raise NotYet(message)
+        raise AssertionError(message)
 
 
 # --------------------------------------------------------------------------- the fleet
@@ -361,11 +356,6 @@ def failed_line(out: str, what: str) -> str:
 # --------------------------------------------------------------------------- before the switch
 
 
-@pytest.mark.xfail(strict=True, raises=NotYet, reason=(
-    "the error of a failed build names the host, the step and its output, but not what the "
-    "shop is left with: tasks/deploy.py `deploy` re-raises the DeployError of "
-    "build_everywhere after abandon() without 'nothing was switched; release <id> removed' "
-    "(only non-DeployError exceptions get that line)"))
 def test_build_fails_on_one_host(fleet: Fleet) -> None:
     live = fleet.live(fleet.host("web1"))
     fleet.code_change()
@@ -381,17 +371,10 @@ def test_build_fails_on_one_host(fleet: Fleet) -> None:
     assert_no_new_release(fleet, run)
     assert_no_lock(fleet)
     assert_shared_unchanged(fleet, run)
-    not_yet("nothing was switched" in run.out,
+    require("nothing was switched" in run.out,
             f"the message does not say what the shop is left with:\n{run.out}")
 
 
-@pytest.mark.xfail(strict=True, raises=NotYet, reason=(
-    "a host whose SSH dies mid-build is reported as '[web3] composer install failed (exit "
-    "-1)' with no output (tasks/hosts.py Host.run takes paramiko's -1 = 'channel closed "
-    "without an exit status' for an exit code), and its deploy.lock and half-built release "
-    "stay without a word: tasks/deploy.py `locked` and `abandon` drop the hosts they could "
-    "not reach; the message should say the connection was lost and name "
-    "`fab unlock --hosts=web3`"))
 def test_a_host_dies_mid_build(fleet: Fleet) -> None:
     web3 = fleet.host("web3")
     live = fleet.live(web3)
@@ -417,9 +400,9 @@ def test_a_host_dies_mid_build(fleet: Fleet) -> None:
     assert_no_new_release(fleet, run, fleet.hosts[:2])
     assert_no_lock(fleet, fleet.hosts[:2])
     assert_shared_unchanged(fleet, run)
-    not_yet("exit -1" not in run.out and "no exit code" in run.out,
+    require("exit -1" not in run.out and "no exit code" in run.out,
             f"a lost connection is reported as an exit code:\n{run.out}")
-    not_yet("fab unlock --hosts=web3" in run.out,
+    require("fab unlock --hosts=web3" in run.out,
             f"nothing tells the operator that web3's lock is left:\n{run.out}")
 
 
@@ -442,12 +425,6 @@ def test_setup_upgrade_fails(fleet: Fleet) -> None:
     assert_shared_unchanged(fleet, run)
 
 
-@pytest.mark.xfail(strict=True, raises=NotYet, reason=(
-    "when the primary's SSH dies during setup:upgrade, paramiko reports exit -1 (channel "
-    "closed without an exit status) and tasks/hosts.py Host.run raises StepFailed with "
-    "exit_code=-1, so tasks/deploy.py upgrade_database takes it for an ordinary failure "
-    "('HALF-UPGRADED') instead of OutcomeUnknown: the locks are RELEASED on the hosts it "
-    "can still reach although setup:upgrade may still be running"))
 def test_the_primary_dies_during_setup_upgrade(fleet: Fleet) -> None:
     web1 = fleet.host("web1")
     live = fleet.live(web1)
@@ -470,10 +447,10 @@ def test_the_primary_dies_during_setup_upgrade(fleet: Fleet) -> None:
     for host in fleet.hosts:
         assert flags(fleet, host)[live], f"{host.name}: the live release is not in maintenance"
     assert_shared_unchanged(fleet, run)
-    not_yet("outcome of setup:upgrade on web1 is unknown" in run.out,
+    require("outcome of setup:upgrade on web1 is unknown" in run.out,
             f"a lost connection during setup:upgrade is not reported as unknown:\n{run.out}")
     kept = {h.name: h.inside("/srv/shop/deploy.lock").exists() for h in fleet.hosts[1:]}
-    not_yet(all(kept.values()), f"the deploy lock was released while setup:upgrade's outcome "
+    require(all(kept.values()), f"the deploy lock was released while setup:upgrade's outcome "
             f"is unknown: {kept}")
 
 
@@ -545,12 +522,6 @@ def test_disk_full_during_build(fleet: Fleet) -> None:
     assert_shared_unchanged(fleet, run)
 
 
-@pytest.mark.xfail(strict=True, raises=NotYet, reason=(
-    "a missing shared app/etc/env.php on web2 is created EMPTY (tasks/source.py "
-    "link_shared_file: `touch` + a warning nobody sees with --quiet), the build passes, "
-    "and web2 is switched to a release without configuration: the storefront answers 500 "
-    "there and fab exits 0; it should refuse before building, naming the host and the file, "
-    "and never write into shared/"))
 def test_missing_shared_env_php(fleet: Fleet) -> None:
     web2 = fleet.host("web2")
     live = fleet.live(web2)
@@ -561,24 +532,18 @@ def test_missing_shared_env_php(fleet: Fleet) -> None:
     fleet.code_change()
     run = under_load(fleet, fab_into(fleet, "deploy", "--quiet"))
     lives = {h.name: fleet.live(h) for h in fleet.hosts}
-    not_yet(run.load.failed() == [],
+    require(run.load.failed() == [],
             f"visitors got errors from web2:\n{run.load.summary()}\nfab said:\n{run.out}")
-    not_yet(set(lives.values()) == {live}, f"hosts switched to a release without env.php: "
+    require(set(lives.values()) == {live}, f"hosts switched to a release without env.php: "
             f"{lives}")
-    not_yet(run.rc == 1 and "web2" in run.out and "env.php" in run.out,
+    require(run.rc == 1 and "web2" in run.out and "env.php" in run.out,
             f"exit {run.rc}, the message does not name web2's missing env.php:\n{run.out}")
-    not_yet(not web2.inside(ENV_PHP).exists(),
+    require(not web2.inside(ENV_PHP).exists(),
             "an empty shared/app/etc/env.php was created on web2")
     assert_customers(fleet, run, end={h: {run.before} for h in HOSTS})
     assert_shared_unchanged(fleet, run)
 
 
-@pytest.mark.xfail(strict=True, raises=NotYet, reason=(
-    "an unwritable DEPLOY_PATH on web2 is reported as '[web2] /srv/shop/deploy.lock is held "
-    "by unknown (pid ?, ?) since ?; it is inf min old, probably stale ... fab unlock "
-    "--hosts=web2' (advice that cannot help): tasks/lock.py acquire answers exit 3 ('held') "
-    "whenever the noclobber write fails, also for EACCES/ENOSPC, and `cat` of the missing "
-    "lock prints nothing; it should say the lock could not be created and why"))
 def test_unwritable_deploy_path(fleet: Fleet) -> None:
     web2 = fleet.host("web2")
     live = fleet.live(web2)
@@ -601,7 +566,7 @@ def test_unwritable_deploy_path(fleet: Fleet) -> None:
     assert_customers(fleet, run, end={h: {run.before} for h in HOSTS})
     assert_one_release(fleet, live)
     assert_shared_unchanged(fleet, run)
-    not_yet("held by" not in run.out and "Permission denied" in run.out,
+    require("held by" not in run.out and "Permission denied" in run.out,
             f"an unwritable DEPLOY_PATH is reported as a lock someone holds:\n{run.out}")
 
 
@@ -723,19 +688,11 @@ def hold_at(fleet: Fleet, phase: str) -> Hold:
                 lambda: web3.inside("/srv/log/switch-gate-open").touch(), project)
 
 
-SIGNAL_NOT_YET = pytest.mark.xfail(strict=True, raises=NotYet, reason=(
-    "one Ctrl-C/SIGTERM during setup:upgrade or the switch is held until the deploy has "
-    "finished (correct), but then fab exits 130 with 'interrupted: nothing was switched "
-    "that was not switched back' although the new release is live on every host and no "
-    "summary is printed: tasks/deploy.py interrupts_deferred raises KeyboardInterrupt "
-    "after go_live completed, and tasks/cli.py clean_errors maps it to 130"))
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize("phase", [
     "build",
-    pytest.param("upgrade", marks=SIGNAL_NOT_YET),
-    pytest.param("switch", marks=SIGNAL_NOT_YET),
+    "upgrade",
+    "switch",
 ])
 def test_interrupted(fleet: Fleet, phase: str, sig: int) -> None:
     """One Ctrl-C or SIGTERM while fab is held at a known step. Before the database work
@@ -785,7 +742,7 @@ def test_interrupted(fleet: Fleet, phase: str, sig: int) -> None:
     for host in fleet.hosts:
         assert not any(flags(fleet, host).values()), f"{host.name}: maintenance left on"
     assert_shared_unchanged(fleet, run)
-    not_yet(run.rc != 130 and "nothing was switched" not in run.out
+    require(run.rc != 130 and "nothing was switched" not in run.out
             and f"release {new}" in run.out and "is live" in run.out,
             f"exit {run.rc} and the message hide that release {new} is live:\n{run.out}")
 
