@@ -160,7 +160,8 @@ def fleet_call(task_obj: Task, c: Context | Group, action: str,
             entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet")))
         entry["options"] = options
         return
-    run(hosts_of(c, settings, echo=not options.get("quiet")), settings, options)
+    hosts = hosts_of(c, settings, echo=not options.get("quiet"))
+    run(with_verbosity(hosts, options), settings, options)
 
 
 def fleet_post(c: Context, action: str,
@@ -172,7 +173,14 @@ def fleet_post(c: Context, action: str,
     entry = _collected.pop(action)
     options = entry["options"]
     hosts = entry["hosts"] or targets(c, settings, echo=not options.get("quiet"))
-    run(hosts, settings, options)
+    run(with_verbosity(hosts, options), settings, options)
+
+
+def with_verbosity(hosts: list[Host], options: dict[str, Any]) -> list[Host]:
+    """``--verbose``: every command is printed, prefixed by its host, before it runs."""
+    for host in hosts:
+        host.verbose = bool(options.get("verbose"))
+    return hosts
 
 
 def show(summary: Summary, options: dict[str, Any]) -> None:
@@ -201,10 +209,11 @@ def _deploy_collected(c: Context) -> None:
     "quiet": "only the timeline and the summary, not the commands' output",
     "partial": "deploy to only some of DEPLOY_HOSTS on purpose (the others keep their release)",
     "json": "print only the summary, as one JSON object (for CI)",
+    "verbose": "print every command before it runs",
 })
 @clean_errors
 def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = False,
-           partial: bool = False, json: bool = False) -> None:
+           partial: bool = False, json: bool = False, verbose: bool = False) -> None:
     """Build a new release on every host in parallel, then switch all of them together.
 
     Steps: lock; fetch the code into releases/<id> (from a bare mirror on each host); link
@@ -220,7 +229,7 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
     deploys at once: to c's host, a Group's hosts, or DEPLOY_HOSTS for a plain Context.
     """
     fleet_call(deploy, c, "deploy", run_deploy, ref=ref, dry=dry, quiet=quiet or json,
-               partial=partial, json=json)
+               partial=partial, json=json, verbose=verbose and not json)
 
 
 # -- the steps, one by one ----------------------------------------------------------------------

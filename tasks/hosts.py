@@ -101,6 +101,7 @@ class Host:
         self.echo = echo
         self.host_keys = host_keys  # DEPLOY_HOST_KEYS; "" = as the host's SSH config says
         self.timeout = DEFAULT_TIMEOUT  # seconds a command may take unless told otherwise
+        self.verbose = False  # print each command before it runs (``--verbose``)
         self._guarded = False
 
     def configure(self, settings: Settings) -> Host:
@@ -201,6 +202,8 @@ class Host:
                                      stdin=stdin, timeout=timeout)
             return in_threads([self], {self.name: call})[self.name].result()
         self.open()  # never let Fabric open lazily: it would skip the host key check
+        if self.verbose:
+            say(f"[{self.name}] $ {command}")
         limit = timeout or self.timeout
         show = self.echo if echo is None else echo
         out = _LinePrefixer(f"[{self.name}] ", sys.stdout) if show else None

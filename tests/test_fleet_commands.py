@@ -21,6 +21,10 @@ def test_magento_runs_on_every_host_or_the_primary_and_fails_if_one_does(rig3) -
         "web2: OPcache not flushed (DEPLOY_OPCACHE=none): PHP may keep serving the old release",
         "web3: OPcache not flushed (DEPLOY_OPCACHE=none): PHP may keep serving the old release"]
 
+    loud = shop.fab("deploy", "--verbose", "--quiet")
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    for host in rig3.hosts:
+        assert f"[{host.name}] $ cd /srv/shop/releases/" in loud.stdout  # every command shown
     result = shop.fab("magento", "cache:clean config")
     assert result.returncode == 0, result.stdout + result.stderr
     for host in rig3.hosts:
@@ -30,7 +34,7 @@ def test_magento_runs_on_every_host_or_the_primary_and_fails_if_one_does(rig3) -
     once = shop.fab("magento", "cache:flush", "--primary")
     assert once.returncode == 0
     assert [sum(1 for e in shop.log(h) if e["cmd"] == "cache:flush") for h in rig3.hosts] == [
-        2, 0, 0], "deploy's cache:flush on the primary, then the one asked for"
+        3, 0, 0], "two deploys' cache:flush on the primary, then the one asked for"
     shop.faults(rig3.host("web2"), {"cache:clean": {"exit": 1, "message": "Redis down"}})
     failed = shop.fab("magento", "cache:clean")
     assert failed.returncode == 1 and "[web2]" in failed.stderr and "Redis down" in failed.stderr
