@@ -222,10 +222,10 @@ class Host:
             for stream in (out, err):
                 if stream:
                     stream.flush()
-        if result.exited == NO_EXIT_STATUS:  # paramiko: the channel closed without a status
+        if result.exited == NO_EXIT_STATUS:  # paramiko: channel closed without an exit status
             raise StepFailed(self.name, step, command, None,
-                             f"{result.stdout}{result.stderr}\nthe connection was lost: the "
-                             "command's outcome is unknown")
+                             f"{result.stdout}{result.stderr}\nno exit status: the connection "
+                             "was lost or the command was killed; its outcome is unknown")
         if (result.exited in (TIMED_OUT, TIMED_OUT_KILLED)
                 and time.monotonic() - started >= limit):
             raise StepFailed(self.name, step, command, result.exited,

@@ -264,7 +264,7 @@ def _request(host: Host, settings: Settings, mode: str, target: str,
         removed = bool(out.get("removed"))
         return _check(host, mode, target, job, out)
     except StepFailed as exc:
-        raise OpcacheError(host.name, mode, target, "could not run the PHP client",
+        raise OpcacheError(host.name, mode, target, "the PHP client did not run to the end",
                            exc.output) from exc
     finally:
         if not removed:  # best effort: with SSH gone this fails too, keep the first error
