@@ -7,7 +7,14 @@ import signal
 
 import pytest
 from rig import WebHost
-from scenario import Gate, Shop, eventually, running
+from scenario import (
+    SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND,
+    Gate,
+    Shop,
+    eventually,
+    running,
+    stop_with,
+)
 
 from tasks.deploy import DeployError
 
@@ -180,6 +187,7 @@ def test_tasks_imported_into_a_users_own_fabfile(fleet: Shop) -> None:
     assert result.stdout.count("switch spread across hosts") == 1
 
 
+@SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND
 def test_ctrl_c_during_a_three_host_build_leaves_every_host_as_it_was(fleet: Shop) -> None:
     live = fleet.deploy().release
     fleet.commit(label="v2")
@@ -192,8 +200,7 @@ def test_ctrl_c_during_a_three_host_build_leaves_every_host_as_it_was(fleet: Sho
     except AssertionError:
         proc.kill()
         raise
-    proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=30)[0]
+    out = stop_with(proc, signal.SIGINT)
     assert proc.returncode == 130, out
     for host in fleet.rig.hosts:
         assert fleet.live(host) == live

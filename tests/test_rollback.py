@@ -6,7 +6,14 @@ import json
 import signal
 
 import pytest
-from scenario import Gate, Shop, eventually, running
+from scenario import (
+    SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND,
+    Gate,
+    Shop,
+    eventually,
+    running,
+    stop_with,
+)
 
 pytestmark = pytest.mark.real_hosts
 
@@ -86,6 +93,7 @@ def test_two_concurrent_deploys_exactly_one_proceeds(one: Shop) -> None:
     assert not one.lock_exists(web1)
 
 
+@SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_during_build_leaves_current_and_no_lock(one: Shop, sig: int) -> None:
     web1 = one.rig.host("web1")
@@ -99,8 +107,7 @@ def test_interrupt_during_build_leaves_current_and_no_lock(one: Shop, sig: int) 
     except AssertionError:
         proc.kill()
         raise
-    proc.send_signal(sig)
-    out = proc.communicate(timeout=30)[0]
+    out = stop_with(proc, sig)
     assert proc.returncode != 0, out
     assert one.live(web1) == live
     assert one.releases(web1) == [live]
