@@ -40,6 +40,7 @@ _print_lock = threading.Lock()
 q = shlex.quote
 DEFAULT_TIMEOUT = int(DEFAULTS["DEPLOY_TIMEOUT_COMMAND"])
 _HOST_ENTRY = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:@]+)(?::(?P<port>\d+))?")
+SIGNAL_CHECK = 0.1  # seconds between the waiting thread's looks at pending signals
 CONNECT_DELAYS = (1.0, 3.0)  # seconds before the 2nd and 3rd connection attempt
 KEEPALIVE = 15  # seconds between SSH keepalives: a dead link is noticed, NAT state kept
 NO_EXIT_STATUS = -1  # what paramiko reports when the channel closed without an exit status
@@ -309,7 +310,11 @@ def in_threads(hosts: list[Host], calls: dict[str, Callable[[], T]]) -> dict[str
     pool = ThreadPoolExecutor(max_workers=max(1, len(calls)))
     futures = {name: pool.submit(call) for name, call in calls.items()}
     try:
-        wait(futures.values())
+        # Short waits, not one long one: a signal that arrives while a worker starts a
+        # thread can be left to the main thread's restarted futex wait, and CPython runs
+        # the handler only when this thread next runs bytecode.
+        while wait(futures.values(), timeout=SIGNAL_CHECK).not_done:
+            pass
     except BaseException:
         for host in hosts:
             host.close()

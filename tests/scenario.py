@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
 import shop
 from rig import Rig, WebHost
 
@@ -192,21 +191,6 @@ def eventually(check: Callable[[], T], what: str, timeout: float = DEADLINE) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:.0f} s: {what}")
         time.sleep(0.02)
-
-
-# A library bug these tests catch now and then (about 1 run in 10 on a busy 2-core machine).
-# tasks/hosts.py in_threads() parks the main thread in concurrent.futures.wait() with no
-# timeout and relies on Ctrl-C/SIGTERM interrupting that wait. But a worker thread that is
-# creating a thread at that instant (Invoke starts I/O threads for every command) takes the
-# process-directed signal off the queue in clone(); the kernel then restarts the main
-# thread's futex wait, and CPython runs the Python handler only when the main thread next
-# runs bytecode: when every host finished its current step (here di:compile's 30 s sleep).
-# Fix in the library: wait in a loop with a timeout (``while wait(futures,
-# timeout=0.1).not_done: pass``) or block the signals in worker threads. Marked, not
-# hidden: the tests still run, pass as XPASS, and the mark goes once the library is fixed.
-SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND = pytest.mark.xfail(strict=False, reason=(
-    "library bug, tasks/hosts.py in_threads: a signal taken by a worker thread that is "
-    "starting a command is acted on only when every host finished its step (scenario.py)"))
 
 
 def stop_with(proc: subprocess.Popen[str], sig: int, timeout: float = 30.0) -> str:

@@ -8,7 +8,6 @@ import signal
 import pytest
 from rig import WebHost
 from scenario import (
-    SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND,
     Gate,
     Shop,
     eventually,
@@ -187,7 +186,6 @@ def test_tasks_imported_into_a_users_own_fabfile(fleet: Shop) -> None:
     assert result.stdout.count("switch spread across hosts") == 1
 
 
-@SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND
 def test_ctrl_c_during_a_three_host_build_leaves_every_host_as_it_was(fleet: Shop) -> None:
     live = fleet.deploy().release
     fleet.commit(label="v2")

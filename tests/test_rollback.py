@@ -7,7 +7,6 @@ import signal
 
 import pytest
 from scenario import (
-    SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND,
     Gate,
     Shop,
     eventually,
@@ -93,7 +92,6 @@ def test_two_concurrent_deploys_exactly_one_proceeds(one: Shop) -> None:
     assert not one.lock_exists(web1)
 
 
-@SIGNAL_LOST_WHILE_A_HOST_STARTS_A_COMMAND
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_during_build_leaves_current_and_no_lock(one: Shop, sig: int) -> None:
     web1 = one.rig.host("web1")
