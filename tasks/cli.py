@@ -218,7 +218,7 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
 
     Steps: lock; fetch the code into releases/<id> (from a bare mirror on each host); link
     shared files; composer install; setup:di:compile; composer dump-autoload -o;
-    setup:static-content:deploy with the release id as content version. Then the primary
+    setup:static-content:deploy with the release id's digits as content version. The primary
     host (DEPLOY_PRIMARY, default the first) asks Magento, from the new release, whether the
     database or config must move. No: `current` is switched on every host with zero
     downtime. Yes: maintenance on (live and new release, every host), setup:upgrade
