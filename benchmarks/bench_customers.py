@@ -24,7 +24,7 @@ from load import HttpLoad  # noqa: E402
 from rig import make_rig  # noqa: E402
 from scenario import Shop  # noqa: E402
 
-from tasks import build  # noqa: E402
+from fabric_magento_deploy import build  # noqa: E402
 
 
 def deploy_under_load(rig, action) -> tuple[HttpLoad, object]:

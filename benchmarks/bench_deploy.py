@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from rig import make_rig  # noqa: E402
 from scenario import Shop  # noqa: E402
 
-from tasks.hosts import Host  # noqa: E402
+from fabric_magento_deploy.hosts import Host  # noqa: E402
 
 BUILD_SECONDS = 1.5
 COMMANDS = 40

@@ -2,10 +2,10 @@
 
 Run ``fab --list`` here. In your own project, a fabfile of two lines does the same::
 
-    from tasks import ns
+    from fabric_magento_deploy import ns
 """
 
-from tasks import ns as library
+from fabric_magento_deploy import ns as library
 
 from .demo import demo
 

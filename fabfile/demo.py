@@ -16,9 +16,9 @@ from fabric import task
 from invoke import Context
 from invoke.exceptions import Exit
 
-from tasks.deploy import deploy as deploy_to
-from tasks.hosts import Host, say
-from tasks.settings import load
+from fabric_magento_deploy.deploy import deploy as deploy_to
+from fabric_magento_deploy.hosts import Host, say
+from fabric_magento_deploy.settings import load
 
 SAMPLE = Path(__file__).parent / "sample_shop"
 

@@ -2,15 +2,15 @@
 
 Use the tasks from your own fabfile::
 
-    from tasks import ns            # every task, as a collection
-    # or pick some:  from tasks import deploy, rollback, flush_opcache
+    from fabric_magento_deploy import ns            # every task, as a collection
+    # or pick some:  from fabric_magento_deploy import deploy, rollback, flush_opcache
 
 A task called from your own task acts at once: ``deploy(c)`` deploys to ``c``'s host, a
 fabric ``Group``'s hosts, or ``DEPLOY_HOSTS`` for a plain Context. Or call the functions
 with your own connections::
 
     from fabric import Connection
-    from tasks import Host, deploy_to, load_settings
+    from fabric_magento_deploy import Host, deploy_to, load_settings
     deploy_to([Host.from_context(Connection("web1"))], load_settings())
 
 Every error a caller may want to catch is exported here (see ``__all__``).

@@ -21,9 +21,9 @@ from typing import TypeVar
 import shop
 from rig import Rig, WebHost
 
-from tasks import Host, deploy_to
-from tasks.report import Summary
-from tasks.settings import Settings, load
+from fabric_magento_deploy import Host, deploy_to
+from fabric_magento_deploy.report import Summary
+from fabric_magento_deploy.settings import Settings, load
 
 ROOT = Path(__file__).resolve().parent.parent
 FAB = str(Path(sys.executable).with_name("fab"))

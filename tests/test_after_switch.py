@@ -8,8 +8,8 @@ import json
 import pytest
 from scenario import Shop
 
-import tasks.magento
-from tasks.deploy import DeployError
+import fabric_magento_deploy.magento
+from fabric_magento_deploy.deploy import DeployError
 
 pytestmark = pytest.mark.real_hosts
 
@@ -43,14 +43,14 @@ def test_maintenance_that_cannot_be_lifted_is_an_error_naming_the_host(rig3, mon
     web2 = rig3.host("web2")
     shop.deploy()
     shop.commit(modules={"Shop_Catalog": "1.1.0"})
-    real_off = tasks.magento.maintenance_off
+    real_off = fabric_magento_deploy.magento.maintenance_off
 
     def off(host, settings, releases):  # a real command that fails on a real host
         if host.name == "web2":
             host.run("false", step="maintenance off")
         real_off(host, settings, releases)
 
-    monkeypatch.setattr(tasks.magento, "maintenance_off", off)
+    monkeypatch.setattr(fabric_magento_deploy.magento, "maintenance_off", off)
     with pytest.raises(DeployError) as err:
         shop.deploy()
     new = shop.live(web2)

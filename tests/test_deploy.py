@@ -7,8 +7,8 @@ import json
 import pytest
 from scenario import Gate, Shop, always_resolves, watch
 
-from tasks.deploy import DeployError
-from tasks.magento import DatabaseAheadError
+from fabric_magento_deploy.deploy import DeployError
+from fabric_magento_deploy.magento import DatabaseAheadError
 
 pytestmark = pytest.mark.real_hosts
 

@@ -19,7 +19,7 @@ Magento's fault hooks), a host whose sshd and sessions are SIGKILLed, a full fil
 at a gate), permissions taken away, sshd started only after the first connection was
 refused, and Ctrl-C / SIGTERM sent to ``fab`` while a :class:`scenario.Gate` holds it at
 a known step. The switch has no program of its own to hold, so for it ``fab`` runs a
-project fabfile that waits at a gate inside ``tasks.switch.point_current`` on one host.
+project fabfile that waits at a gate inside ``switch.point_current`` on one host.
 
 One rig serves the whole module (it takes seconds to start); :func:`heal` puts it back
 into "one good release everywhere" after each test, without hiding anything: the test's
@@ -637,10 +637,10 @@ PROJECT_FABFILE = textwrap.dedent('''\
     """A project fabfile: every task, and a gate inside the switch of one host (tests)."""
     import os
 
-    import tasks.switch
-    from tasks import ns  # noqa: F401
+    import fabric_magento_deploy.switch
+    from fabric_magento_deploy import ns  # noqa: F401
 
-    _switch = tasks.switch.point_current
+    _switch = fabric_magento_deploy.switch.point_current
 
 
     def point_current(host, settings, release):
@@ -651,7 +651,7 @@ PROJECT_FABFILE = textwrap.dedent('''\
         _switch(host, settings, release)
 
 
-    tasks.switch.point_current = point_current
+    fabric_magento_deploy.switch.point_current = point_current
     ''')
 
 

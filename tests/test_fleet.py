@@ -15,7 +15,7 @@ from scenario import (
     stop_with,
 )
 
-from tasks.deploy import DeployError
+from fabric_magento_deploy.deploy import DeployError
 
 pytestmark = pytest.mark.real_hosts
 
@@ -170,7 +170,7 @@ def test_tasks_imported_into_a_users_own_fabfile(fleet: Shop) -> None:
     project.mkdir()
     (project / "fabfile.py").write_text(
         "from fabric import task\n"
-        "from tasks import deploy, releases\n\n\n"
+        "from fabric_magento_deploy import deploy, releases\n\n\n"
         "@task\n"
         "def warm_cache(c):\n"
         "    \"\"\"The agency's own task.\"\"\"\n"

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.real_hosts
 
 FABFILE = '''\
 from fabric import task
-from tasks import deploy
-from tasks.hooks import hook
+from fabric_magento_deploy import deploy
+from fabric_magento_deploy.hooks import hook
 
 
 @hook("before_switch")

@@ -15,7 +15,7 @@ import fabric
 import pytest
 from scenario import Shop
 
-from tasks.hosts import Host, StepFailed
+from fabric_magento_deploy.hosts import Host, StepFailed
 
 pytestmark = pytest.mark.real_hosts
 

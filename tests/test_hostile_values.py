@@ -46,14 +46,21 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from invoke import Context
 
-from tasks import build, lock, magento, opcache, redact, release, source, switch
-from tasks.cli import RELEASE_ID
-from tasks.hosts import Host
-from tasks.release import LIVE, PREVIOUS, ReleaseRecord, Releases
-from tasks.rollback import RollbackRefused, plan
-from tasks.settings import DEFAULTS, Settings, SettingsError, check_ref, load, split_list
+from fabric_magento_deploy import build, lock, magento, opcache, redact, release, source, switch
+from fabric_magento_deploy.cli import RELEASE_ID
+from fabric_magento_deploy.hosts import Host
+from fabric_magento_deploy.release import LIVE, PREVIOUS, ReleaseRecord, Releases
+from fabric_magento_deploy.rollback import RollbackRefused, plan
+from fabric_magento_deploy.settings import (
+    DEFAULTS,
+    Settings,
+    SettingsError,
+    check_ref,
+    load,
+    split_list,
+)
 
-deploy = importlib.import_module("tasks.deploy")  # `tasks.deploy` is also the task
+deploy = importlib.import_module("fabric_magento_deploy.deploy")  # the name is also the task
 EMPTY = Path(__file__).resolve().parent / "fakeshop" / "app" / "code"  # no .env in there
 BASE = {"DEPLOY_PATH": "/srv/shop", "DEPLOY_REPO": "git@example.invalid:shop.git",
         "DEPLOY_HOSTS": "web1 web2"}
@@ -550,7 +557,7 @@ def test_a_release_option_is_a_release_id_or_refused(value: str) -> None:
     """``--release`` of the step tasks (checked by tasks.cli.chosen_release) and ``--to``
     of rollback: a path, an option or shell text is refused; a folder that is really
     there (another tool may name folders as it likes) is switched to as one word."""
-    from tasks.cli import chosen_release
+    from fabric_magento_deploy.cli import chosen_release
 
     s = settings_with()
     host = Recorder()

@@ -16,10 +16,10 @@ import pytest
 from fabric import Connection
 from scenario import Shop
 
-from tasks import deploy_to
-from tasks.deploy import DeployError
-from tasks.hosts import DuplicateHost, Host, distinct, on_all
-from tasks.settings import Settings
+from fabric_magento_deploy import deploy_to
+from fabric_magento_deploy.deploy import DeployError
+from fabric_magento_deploy.hosts import DuplicateHost, Host, distinct, on_all
+from fabric_magento_deploy.settings import Settings
 
 SETTINGS = Settings(deploy_path="/srv/shop")
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 from rig import DEPLOY_USER, PHP_FPM, Rig, WebHost, documented_opcache_location
 
-from tasks import opcache
-from tasks.hosts import Host
-from tasks.opcache import FlushReport, OpcacheError, choose, flush
-from tasks.settings import Settings, load
-from tasks.switch import point_current
+from fabric_magento_deploy import opcache
+from fabric_magento_deploy.hosts import Host
+from fabric_magento_deploy.opcache import FlushReport, OpcacheError, choose, flush
+from fabric_magento_deploy.settings import Settings, load
+from fabric_magento_deploy.switch import point_current
 
 pytestmark = pytest.mark.real_hosts(web=True)
 

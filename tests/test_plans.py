@@ -6,8 +6,8 @@ import shlex
 
 import pytest
 
-from tasks import build, magento, source, switch
-from tasks.release import (
+from fabric_magento_deploy import build, magento, source, switch
+from fabric_magento_deploy.release import (
     FAILED,
     LIVE,
     PREVIOUS,
@@ -18,8 +18,8 @@ from tasks.release import (
     order,
     plan_prune,
 )
-from tasks.rollback import RollbackRefused, plan
-from tasks.settings import Settings
+from fabric_magento_deploy.rollback import RollbackRefused, plan
+from fabric_magento_deploy.settings import Settings
 
 S = Settings(deploy_path="/srv/shop", repo="/repos/shop's.git", themes=("Magento/luma",),
              locales=("en_US", "nl_NL"), static_jobs=4, shared_dirs=("pub/media",))

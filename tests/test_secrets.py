@@ -111,7 +111,7 @@ def test_a_token_in_the_repo_url_is_used_but_never_printed_or_stored(rig1) -> No
 
 
 def test_redaction_masks_user_token_and_token_only_urls() -> None:
-    from tasks.redact import redact, register, split
+    from fabric_magento_deploy.redact import redact, register, split
     register("https://x-access-token:ghp_abcdef123456@github.com/org/shop.git")
     register("https://glpat-onlytoken99@gitlab.example/shop.git")
     text = redact("fatal: https://x-access-token:ghp_abcdef123456@github.com and "

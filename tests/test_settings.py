@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.settings import SettingsError, load
+from fabric_magento_deploy.settings import SettingsError, load
 
 BASE = {"DEPLOY_PATH": "/srv/shop", "DEPLOY_REPO": "git@example.invalid:shop.git"}
 
@@ -92,7 +92,7 @@ def test_valid_sockets_and_opcache(tmp_path: Path) -> None:
 
 
 def test_env_example_lists_every_setting() -> None:
-    from tasks.settings import DEFAULTS
+    from fabric_magento_deploy.settings import DEFAULTS
     example = (Path(__file__).parent.parent / ".env.example").read_text()
     for key in DEFAULTS:
         assert f"{key}=" in example, f"{key} missing from .env.example"

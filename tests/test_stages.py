@@ -16,7 +16,7 @@ def test_staging_and_production_from_one_checkout(rig3) -> None:
     shop = Shop(rig3)
     project = rig3.base / "shop-project"
     (project / "app" / "code").mkdir(parents=True)
-    (project / "fabfile.py").write_text("from tasks import ns\n")
+    (project / "fabfile.py").write_text("from fabric_magento_deploy import ns\n")
     (project / ".env").write_text("DEPLOY_KEEP_RELEASES=2\nDEPLOY_HOSTS=nowhere\n")
     (project / ".env.staging").write_text("DEPLOY_HOSTS=web1\n")
     (project / ".env.production").write_text("DEPLOY_HOSTS=web2,web3\nDEPLOY_PRIMARY=web3\n")
@@ -52,7 +52,7 @@ def test_staging_and_production_from_one_checkout(rig3) -> None:
 
 def test_config_masks_credentials(rig1, tmp_path) -> None:
     shop = Shop(rig1)
-    (tmp_path / "fabfile.py").write_text("from tasks import ns\n")
+    (tmp_path / "fabfile.py").write_text("from fabric_magento_deploy import ns\n")
     result = subprocess.run([FAB, "-S", str(rig1.ssh_config), "config"], cwd=tmp_path,
                             env=shop.env(repo="https://ci:s3cr3t-t0ken@git.example/shop.git"),
                             text=True, capture_output=True, timeout=60)

@@ -26,8 +26,8 @@ from load import HttpLoad
 from rig import Rig, WebHost, documented_opcache_location
 from scenario import Shop
 
-from tasks.deploy import DeployError
-from tasks.report import Summary
+from fabric_magento_deploy.deploy import DeployError
+from fabric_magento_deploy.report import Summary
 
 pytestmark = pytest.mark.real_hosts(web=True)
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.real_hosts
 
 FABFILE = '''\
 from fabric import Group, task
-from tasks import deploy, rollback
+from fabric_magento_deploy import deploy, rollback
 
 
 @task
