@@ -1262,3 +1262,19 @@ def _build(rig: Rig, entry: pwd.struct_passwd) -> None:
         host._prepare(uid, gid)
     for host in rig.hosts:
         host._start()
+
+
+def nginx_php_path(host: WebHost, variable: str) -> None:
+    """Make ``host``'s running nginx hand PHP ``SCRIPT_FILENAME`` from ``variable``
+    (``"$realpath_root"``: the fix docs/opcache.md gives; ``"$document_root"``: Magento's
+    sample, the rig's default) and reload it; returns once new workers run. A later
+    :meth:`Rig.start_web` writes the default config again."""
+    conf = host._etc / "nginx.conf"
+    text = re.sub(r"SCRIPT_FILENAME \$\w+\$fastcgi_script_name",
+                  f"SCRIPT_FILENAME {variable}$fastcgi_script_name", conf.read_text())
+    conf.write_text(text)
+    log = host.root / "log" / "nginx-error.log"
+    offset = log.stat().st_size if log.exists() else 0
+    proc = host._daemons["nginx"]
+    proc.send_signal(signal.SIGHUP)
+    _wait_for_log(log, "start worker process", proc, f"{host.name}: nginx reload", offset)
