@@ -301,24 +301,28 @@ def db_status(c: Context, release: str | None = None) -> None:
         say(f"[{host.name}] release {rel}: {verdict.line()}")
 
 
+def same_release(hosts: list[Host], settings: Settings, release: str | None,
+                 allowed: tuple[str, ...]) -> str:
+    """The one release a coordinated step acts on: chosen on each host, all must agree."""
+    rels = {h.name: chosen_release(h, settings, release, allowed=allowed) for h in hosts}
+    if len(set(rels.values())) > 1:
+        raise LookupError(f"hosts disagree on the newest release: {rels}; give --release")
+    return next(iter(rels.values()))
+
+
 def run_maybe_upgrade(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
+    """The deploy's own database phase (:meth:`Deploy.upgrade_database`) for a built release."""
     hosts = distinct(hosts, settings)
     primary = deploying.primary_of(hosts, settings)
     with deploying.locked(hosts, settings, "maybe-upgrade"):
-        rels = {h.name: chosen_release(h, settings, options.get("release"), allowed=(BUILT,))
-                for h in hosts}
-        if len(set(rels.values())) > 1:
-            raise LookupError(f"hosts disagree on the newest built release: {rels}; "
-                              "give --release")
-        rel = rels[primary.name]
+        rel = same_release(hosts, settings, options.get("release"), allowed=(BUILT,))
+        d = deploying.Deploy.of_built(hosts, settings, rel)
+        d.preflight()
         verdict = magento.db_status(primary, settings, rel)
         if not verdict.pending:
             say(f"[{primary.name}] {verdict.line()}: nothing to do")
             return
-        deploying.raise_on_failures(on_all(hosts, lambda h: magento.maintenance_on(
-            h, settings, [r for r in (live_release(h, settings), rel) if r],
-            by=f"maybe-upgrade {rel}")), "maintenance on")
-        magento.upgrade(primary, settings, rel)
+        d.upgrade_database(verdict.config_pending)
     say(f"[{primary.name}] upgraded from {rel}; maintenance is ON on "
         f"{', '.join(h.name for h in hosts)} until you run switch-symlink, flush-opcache and "
         "maintenance-off")
@@ -343,24 +347,38 @@ def maybe_upgrade(c: Context, release: str | None = None) -> None:
     fleet_call(maybe_upgrade, c, "maybe-upgrade", run_maybe_upgrade, release=release)
 
 
-@task(help={"release": "release id to make live (default: the newest)"})
+def run_switch(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
+    """The deploy's own switch (:func:`deploy.switch_all`): every host or none."""
+    hosts = distinct(hosts, settings)
+    with deploying.locked(hosts, settings, "switch-symlink"):
+        rel = same_release(hosts, settings, options.get("release"),
+                           allowed=(BUILT, LIVE, PREVIOUS, NO_RECORD))
+        deploying.raise_on_failures(on_all(
+            hosts, lambda h: switch.check_current_is_link(h, settings)), "preflight")
+        previous = {h.name: live_release(h, settings) for h in hosts}
+        deploying.switch_all(hosts, settings, rel, previous, Timeline(quiet=True))
+        deploying.raise_on_failures(on_all(hosts, lambda h: deploying.mark_switched(
+            h, settings, rel, previous[h.name])), "release records")
+    for host in hosts:
+        say(f"[{host.name}] current -> releases/{rel} (was {previous[host.name] or 'nothing'})")
+
+
+@task
+@clean_errors
+def _switch_collected(c: Context) -> None:
+    fleet_post(c, "switch-symlink", run_switch)
+
+
+@task(klass=FleetTask, post=[_switch_collected],
+      help={"release": "release id to make live (default: the newest)"})
 @clean_errors
 def switch_symlink(c: Context, release: str | None = None) -> None:
-    """Atomically point `current` at a built release (a temporary link renamed over it).
+    """Atomically point `current` at a built release on every host, or on none.
 
-    Refuses a release still building or failed, and anything that is not a release.
+    Each host gets a temporary link renamed over `current`; if one host fails, every host
+    goes back. Refuses a release still building or failed, and anything not a release.
     """
-    settings = load(require_repo=False)
-    for host in targets(c, settings):
-        rel = chosen_release(host, settings, release, allowed=(BUILT, LIVE, PREVIOUS, NO_RECORD))
-        with deploying.locked([host], settings, "switch-symlink", rel):
-            old = live_release(host, settings)
-            switch.check_current_is_link(host, settings)
-            switch.point_current(host, settings, rel)
-            if old and old != rel:
-                deploying.mark(host, settings, old, PREVIOUS)
-            deploying.mark(host, settings, rel, LIVE)
-        say(f"[{host.name}] current -> releases/{rel} (was {old or 'nothing'})")
+    fleet_call(switch_symlink, c, "switch-symlink", run_switch, release=release)
 
 
 @task
@@ -376,13 +394,24 @@ def flush_opcache(c: Context) -> None:
 
 
 def set_maintenance(c: Context, on: bool) -> None:
-    """The flag in the live release of each host, as ``maintenance:enable/disable`` would."""
+    """The flag in the live release of each host, as ``maintenance:enable/disable`` would.
+
+    Off also lifts a flag a deploy's database phase left in the previous release (the step
+    tasks flag the live and the new release, as the deploy does), so a rollback to it does
+    not show maintenance; a flag the operator set there stays.
+    """
     settings = load(require_repo=False)
     for host in targets(c, settings):
         live = live_release(host, settings)
         if not live:
             raise LookupError(f"[{host.name}] {settings.current} does not exist: nothing is live")
-        (magento.maintenance_on if on else magento.maintenance_off)(host, settings, [live])
+        if on:
+            magento.maintenance_on(host, settings, [live])
+        else:
+            records = read_records(host, settings)
+            before = rollback_target(live, records, list_releases(host, settings, records).mtimes)
+            ours = before and magento.maintenance_owner(host, settings, before)
+            magento.maintenance_off(host, settings, [live, before] if ours else [live])
         say(f"[{host.name}] maintenance {'ON' if on else 'OFF'} in release {live}")
 
 

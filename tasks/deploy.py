@@ -262,6 +262,17 @@ class Deploy:
     flagged: list[Host] = field(default_factory=list)
     window_start: float = 0.0
 
+    @classmethod
+    def of_built(cls, hosts: list[Host], settings: Settings, rel: str) -> Deploy:
+        """The deploy that built ``rel`` (step by step), resumed from its record, so the
+        step tasks run the same phases as ``deploy`` and record what they did."""
+        record = release.read_records(hosts[0], settings).get(rel)
+        if record is None:
+            raise LookupError(f"[{hosts[0].name}] release {rel} has no record")
+        return cls(hosts, settings, record.ref, Timeline(quiet=True), rel,
+                   Summary(release=rel, ref=record.ref), Hooks(settings), record=record,
+                   commit=record.commit)
+
     @property
     def primary(self) -> Host:
         return primary_of(self.hosts, self.settings)
@@ -629,6 +640,13 @@ def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
     first = min(switched.values())
     d.summary.switch_offsets = {h: t - first for h, t in switched.items()}
     d.finish()
+
+
+def mark_switched(host: Host, settings: Settings, rel: str, old: str | None) -> None:
+    """Record a switch made outside a whole deploy: ``rel`` live, ``old`` the previous."""
+    if old and old != rel:
+        mark(host, settings, old, PREVIOUS)
+    mark(host, settings, rel, LIVE)
 
 
 def mark(host: Host, settings: Settings, rel: str, status: str) -> None:

@@ -47,3 +47,11 @@ def test_steps_over_two_hosts_agree_and_refuse_what_deploy_would(rig3) -> None:
     assert finish.returncode == 0, finish.stdout + finish.stderr
     assert {shop.live(h) for h in rig3.hosts} == {rel}
     assert not shop.release_path(web2, rel, "var/.maintenance.flag").exists()
+    assert not shop.release_path(web2, live, "var/.maintenance.flag").exists(), \
+        "the flag the upgrade set in the old release is lifted too: a rollback must not show it"
+
+    back = shop.fab("rollback")
+    assert back.returncode == 1, back.stdout + back.stderr
+    assert f"refusing to roll back from {rel}" in back.stderr, \
+        "maybe-upgrade records the schema change as the deploy does"
+    assert {shop.live(h) for h in rig3.hosts} == {rel}
