@@ -28,7 +28,9 @@ final class Application
         Command\MaintenanceStatusCommand::class, Command\MaintenanceAllowIpsCommand::class,
         Command\CacheFlushCommand::class, Command\CacheCleanCommand::class,
         Command\CacheStatusCommand::class, Command\ModeShowCommand::class,
-        Command\ModuleStatusCommand::class,
+        Command\ModuleStatusCommand::class, Command\CronRunCommand::class,
+        Command\CronInstallCommand::class, Command\ConsumersStartCommand::class,
+        Command\ConsumersRestartCommand::class,
     ];
 
     private readonly Shop $shop;

@@ -8,6 +8,7 @@
  *  4. schema then data: every enabled module's setup_version is written to setup_module
  *     (also when the DB was newer: Magento 2.4 records the code's version), patches and
  *     declarative schema applied;
+ *     MessageQueue's Recurring schema step puts a new poison pill version;
  *  5. app:config:import (stores the config hash);
  *  6. production mode without --keep-generated: "Please re-run Magento compile command".
  * Any error: "<error>message</error>" on stdout and exit 1 (the command catches it).
@@ -25,6 +26,7 @@ use FakeMagento\Exception\LocalizedException;
 use FakeMagento\Generated;
 use FakeMagento\ModuleList;
 use FakeMagento\PhpFormatter;
+use FakeMagento\Queue;
 use FakeMagento\Shop;
 
 final class SetupUpgradeCommand extends SetupCommand
@@ -141,6 +143,9 @@ final class SetupUpgradeCommand extends SetupCommand
             }
             return $db;
         }, 'setup:upgrade schema', $shop->bp);
+        // Magento\MessageQueue\Setup\Recurring: a new poison pill version, so running
+        // consumers (old code) exit at their next message.
+        (new Queue($shop))->putPill('setup:upgrade poison pill');
         $this->logModules($output, $modules);
         $output->writeln('Schema post-updates:');
         $this->logModules($output, $modules);
