@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures of test_fakeshop are imported by name)
 """The fake shop's cron and queue commands behave like Magento 2.4's (PHP CLI, no rig).
 
 ``cron:run``, ``cron:install`` (a crontab block keyed by sha256 of the physical BP),
