@@ -511,21 +511,14 @@ def unlock(c: Context) -> None:
         say(f"[{host.name}] " + (f"removed lock held by {info}" if info else "no lock"))
 
 
-@task
-@clean_errors
-def releases(c: Context) -> None:
-    """List releases: id, commit, age, status, schema change, which one is current.
-
-    One table when all hosts agree, otherwise one per host, and a loud line when hosts
-    point `current` at different releases.
-    """
-    settings = load(require_repo=False)
-    hosts = targets(c, settings, echo=False)
+def run_releases(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:
+    hosts = distinct(hosts, settings)
     def view(host: Host) -> tuple:
         records = read_records(host, settings)
         return list_releases(host, settings, records), records, live_release(host, settings)
 
-    views = {h.name: view(h) for h in hosts}
+    views = on_all(hosts, view)
+    deploying.raise_on_failures(views, "releases")
     lives = {name: live for name, (_, _, live) in views.items()}
     tables = {name: releases_table(*view) for name, view in views.items()}
     def shown(view: tuple) -> tuple:  # what the table says, without per-host timings
@@ -541,6 +534,23 @@ def releases(c: Context) -> None:
             say(f"releases on {name}:\n{table}\n")
     if len(set(lives.values())) > 1:
         say(f"!!! HOSTS DISAGREE about what is live: {lives}")
+
+
+@task
+@clean_errors
+def _releases_collected(c: Context) -> None:
+    fleet_post(c, "releases", run_releases)
+
+
+@task(klass=FleetTask, post=[_releases_collected])
+@clean_errors
+def releases(c: Context) -> None:
+    """List releases: id, commit, age, status, schema change, which one is current.
+
+    One table when all hosts agree (also with --hosts), otherwise one per host, and a
+    loud line when hosts point `current` at different releases.
+    """
+    fleet_call(releases, c, "releases", run_releases, quiet=True)
 
 
 def run_rollback(hosts: list[Host], settings: Settings, options: dict[str, Any]) -> None:

@@ -216,6 +216,10 @@ def test_releases_table_is_shared_and_disagreement_is_loud(fleet: Shop) -> None:
     assert agreed.returncode == 0, agreed.stderr
     assert agreed.stdout.startswith("releases on web1, web2, web3:")
     assert agreed.stdout.count(second) == 1 and "DISAGREE" not in agreed.stdout
+    given = fleet.fab("--hosts=web1,web2,web3", "releases")  # fab calls it per host
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.count("releases on ") == 1, "one table under --hosts too"
+    assert given.stdout.splitlines()[0] == agreed.stdout.splitlines()[0]
     fleet.rig.host("web2").sh(f"ln -sfn releases/{first} /srv/shop/current", user="deployer")
     split = fleet.fab("releases")
     assert split.stdout.count("releases on ") == 3
