@@ -282,7 +282,10 @@ def removal_command(result: RuleResult) -> str:
     targets = [t for root in roots for t in removal_targets(
         [p for p in result.offenders if _under(p, root)], result.exempt_tracked, root)]
     recursive = "-r " if any(t not in result.offenders for t in targets) else ""
-    return f"git rm {recursive}--cached -- {' '.join(q(t) for t in targets)}"
+    # git rm takes pathspecs: a `*` in a name would also match (and untrack) other files
+    literal = ("--literal-pathspecs " if any(set(t) & set("*?[\\") or t.startswith(":")
+                                             for t in targets) else "")
+    return f"git {literal}rm {recursive}--cached -- {' '.join(q(t) for t in targets)}"
 
 
 # -- the fix plan (pure) ----------------------------------------------------------------------
