@@ -12,8 +12,9 @@ release's ``cron:install`` adds a second block). We write our own block instead:
     # <<< fabric-magento-deploy cron /srv/shop <<<
 
 (one line in the crontab, wrapped here). :func:`plan` is pure: it keeps every other line
-byte for byte, replaces our block in place, and removes Magento ``cron:install`` blocks whose command runs a ``bin/magento``
-under the deploy path (they pin a release), saying so. Blocks of other shops stay.
+byte for byte, replaces our block in place, and removes Magento ``cron:install`` blocks
+whose command runs a ``bin/magento`` under the deploy path (they pin a release), saying
+so. Blocks of other shops stay.
 
 **The pause.** During a schema deploy ``cron:run`` must not start (old code against a
 database being upgraded, or new code before it is). :func:`pause` writes the flag file
