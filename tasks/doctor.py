@@ -452,7 +452,7 @@ class Server:
     name: str
     roots: list[str]
     script_filenames: list[str] = field(default_factory=list)
-    static_rules: list[str] = field(default_factory=list)
+    static_rules: list[tuple[str, str]] = field(default_factory=list)
 
 
 def shop_servers(tree: list[Directive], deploy_path: str) -> list[Server]:
@@ -473,23 +473,36 @@ def shop_servers(tree: list[Directive], deploy_path: str) -> list[Server]:
             f"{' '.join(names)} ({listen})", roots,
             [d.args[1] for d in inner if d.name == "fastcgi_param" and len(d.args) > 1
              and d.args[0] == "SCRIPT_FILENAME"],
-            [arg for d in inner for arg in _static_patterns(d)]))
+            [rule for d in inner for rule in _static_patterns(d)]))
     return found
 
 
-def _static_patterns(d: Directive) -> list[str]:
-    """The regex of a ``rewrite`` of ``/static/version...`` URLs (the signature rule)."""
-    if d.name == "rewrite" and d.args and "version" in d.args[0]:
-        return [d.args[0]] if "static" in d.args[0] else []
+def _static_patterns(d: Directive) -> list[tuple[str, str]]:
+    """``(regex, replacement)`` of a ``rewrite`` of ``/static/version...`` URLs."""
+    if d.name == "rewrite" and len(d.args) > 1 and "static" in d.args[0] \
+            and "version" in d.args[0]:
+        return [(d.args[0], d.args[1])]
     return []
 
 
-def nginx_regex_matches(pattern: str, path: str) -> bool | None:
-    """Does nginx's PCRE ``pattern`` match ``path``? None when Python cannot compile it."""
+def rewrite(pattern: str, replacement: str, path: str) -> str | None:
+    """What nginx's ``rewrite pattern replacement`` makes of ``path`` (None: no match, or
+    a PCRE that Python cannot compile)."""
     try:
-        return re.search(re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern), path) is not None
+        found = re.search(re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern), path)
     except re.error:
         return None
+    if found is None:
+        return None
+    return re.sub(r"\$(\d)", lambda m: found.group(int(m[1])) or ""
+                  if int(m[1]) <= (found.re.groups) else "", replacement)
+
+
+def strips(rule: tuple[str, str], path: str, version: str) -> bool:
+    """Does ``rule`` map the versioned ``path`` to the file on disk, without the signature?
+    (Magento's fallback to ``static.php`` does not count: it answers 404 in production.)"""
+    result = rewrite(*rule, path)
+    return result is not None and f"version{version}" not in result and ".php" not in result
 
 
 def nginx_checks(host: str, servers: list[Server], settings: Settings,
@@ -526,14 +539,15 @@ def nginx_checks(host: str, servers: list[Server], settings: Settings,
         rows.append(Check(host, "nginx php path", OK, f"SCRIPT_FILENAME {', '.join(values)}"))
     sample = f"/static/version{version}/frontend/Magento/luma/en_US/css/styles-m.css"
     rules = sorted({p for s in servers for p in s.static_rules})
-    verdicts = [nginx_regex_matches(p, sample) for p in rules]
-    if any(verdicts):
-        rows.append(Check(host, "nginx static", OK, f"{rules[verdicts.index(True)]} strips "
-                          f"the signature version{version}"))
+    good = [rule for rule in rules if strips(rule, sample, version)]
+    if good:
+        rows.append(Check(host, "nginx static", OK, f"rewrite {' '.join(good[0])} strips the "
+                          f"signature version{version}"))
     elif rules:
         rows.append(Check(host, "nginx static", ERROR,
-                          f"{', '.join(rules)} does not match {sample}: every versioned CSS/JS "
-                          "URL goes to static.php, which answers 404 in production",
+                          f"no rewrite ({', '.join(r[0] for r in rules)}) strips version"
+                          f"{version} from {sample}: every versioned CSS/JS URL goes to "
+                          "static.php, which answers 404 in production",
                           r"rewrite ^/static/version\d*/(.*)$ /static/$1 last; (Magento's "
                           "nginx.conf.sample) in location /static/"))
     else:

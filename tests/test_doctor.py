@@ -241,6 +241,9 @@ location /static/ {
     location ~ ^/static/version\d*/ {
         rewrite ^/static/version\d*/(.*)$ /static/$1 last;
     }
+    if (!-f $request_filename) {
+        rewrite ^/static/(version\d*/)?(.*)$ /static.php?resource=$2 last;
+    }
 }
 location ~ ^/(index|get|static|errors/report|errors/404|errors/503|health_check)\.php$ {
     fastcgi_pass   fastcgi_backend;
@@ -279,8 +282,10 @@ def test_nginx_realpath_root_is_ok_and_a_pinned_root_is_an_error() -> None:
 def test_nginx_static_rule_must_accept_the_digits_only_version() -> None:
     assert verdicts(version="20261201100055601")["nginx static"].status == OK
     assert verdicts(version="20261201.100055.601")["nginx static"].status == ERROR
-    letters = SAMPLE.replace(r"version\d*/", r"version[a-z]+/")
+    letters = SAMPLE.replace(r"version\d*/(", r"version[a-z]+/(")
     assert verdicts(sample=letters)["nginx static"].status == ERROR
+    only_fallback = "\n".join(ln for ln in SAMPLE.splitlines() if "rewrite ^/static/v" not in ln)
+    assert verdicts(sample=only_fallback)["nginx static"].status == ERROR
     no_rule = "\n".join(ln for ln in SAMPLE.splitlines() if "rewrite" not in ln)
     assert verdicts(sample=no_rule)["nginx static"].status == WARN
 
