@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from fabric import Connection, Group, Task, task
+from fabric import Connection, Group, Task
+from fabric import task as fabric_task
 from invoke import Context
 from invoke.exceptions import Exit
 from invoke.executor import Executor
@@ -61,13 +62,34 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def targets(c: Context, settings: Settings, *, echo: bool = True) -> list[Host]:
-    """The task's host when ``fab`` gave one, else every host of ``DEPLOY_HOSTS``."""
+def targets(c: Context | Group, settings: Settings, *, echo: bool = True) -> list[Host]:
+    """The hosts a task acts on: a Connection's one host (``fab -H`` gives one per call),
+    a fabric Group's hosts (called from code), else every host of ``DEPLOY_HOSTS``."""
+    if isinstance(c, Group):
+        return [Host.from_context(conn, echo=echo).configure(settings) for conn in c]
     if isinstance(c, Connection):
         return [Host.from_context(c, echo=echo).configure(settings)]
     if not settings.hosts:
         raise SettingsError("no host: give --hosts=web1,web2 or set DEPLOY_HOSTS")
     return [Host.named(name, c.config, echo=echo).configure(settings) for name in settings.hosts]
+
+
+class LibraryTask(Task):
+    """Our tasks: called from code, they also take a fabric ``Group`` (Invoke only
+    accepts a Context), meaning its hosts."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], Group):
+            result = self.body(*args, **kwargs)
+            self.times_called += 1
+            return result
+        return super().__call__(*args, **kwargs)
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """Fabric's ``@task`` with :class:`LibraryTask` as the default class."""
+    kwargs.setdefault("klass", LibraryTask)
+    return fabric_task(*args, **kwargs)
 
 
 RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -109,7 +131,7 @@ def chosen_release(host: Host, settings: Settings, release: str | None,
 _collected: dict[str, dict[str, Any]] = {}
 
 
-class FleetTask(Task):
+class FleetTask(LibraryTask):
     """A task that acts once over all its hosts, however it is called.
 
     ``fab -H web1,web2 deploy`` calls a task once per host, serially: there each call only
@@ -117,13 +139,6 @@ class FleetTask(Task):
     (a user's own task: ``deploy(c)``), it acts at once: ``c`` a Connection is that host,
     a fabric Group its hosts, a plain Context ``DEPLOY_HOSTS``. Never "collect and hope".
     """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], Group):  # invoke only accepts a Context
-            result = self.body(*args, **kwargs)
-            self.times_called += 1
-            return result
-        return super().__call__(*args, **kwargs)
 
 
 def per_host_call_by_fab(task_obj: Task) -> bool:
@@ -142,13 +157,6 @@ def per_host_call_by_fab(task_obj: Task) -> bool:
     return False
 
 
-def hosts_of(c: Context | Group, settings: Settings, *, echo: bool = True) -> list[Host]:
-    """The hosts a task was called with: a Group's, a Connection's, else DEPLOY_HOSTS."""
-    if isinstance(c, Group):
-        return [Host.from_context(conn, echo=echo).configure(settings) for conn in c]
-    return targets(c, settings, echo=echo)
-
-
 def fleet_call(task_obj: Task, c: Context | Group, action: str,
                run: Callable[[list[Host], Settings, dict[str, Any]], None],
                **options: Any) -> None:
@@ -160,7 +168,7 @@ def fleet_call(task_obj: Task, c: Context | Group, action: str,
             entry["hosts"].append(Host.from_context(c, echo=not options.get("quiet")))
         entry["options"] = options
         return
-    hosts = hosts_of(c, settings, echo=not options.get("quiet"))
+    hosts = targets(c, settings, echo=not options.get("quiet"))
     run(with_verbosity(hosts, options), settings, options)
 
 
@@ -260,17 +268,21 @@ def prepare_release(c: Context, ref: str | None = None) -> None:
     """
     settings = load()
     ref = check_ref(ref) if ref else settings.branch
-    for host in targets(c, settings):
-        if ref not in _prepared:
-            _prepared[ref] = (new_release_id(), source.resolve_commit(host, settings, ref))
-        rel, commit = _prepared[ref]
-        with deploying.locked([host], settings, "prepare-release", rel):
-            deploying.prepare_on(host, settings, rel, commit, Timeline(quiet=True),
-                                 step_hooks(settings, host, rel))
-            write_record(host, settings, ReleaseRecord(
-                rel, ref=ref, commit=commit, status=BUILDING,
-                static_version=build.static_version(rel)))
-        say(f"[{host.name}] prepared release {rel} ({commit[:10]})")
+    try:
+        for host in targets(c, settings):
+            if ref not in _prepared:
+                _prepared[ref] = (new_release_id(), source.resolve_commit(host, settings, ref))
+            rel, commit = _prepared[ref]
+            with deploying.locked([host], settings, "prepare-release", rel):
+                deploying.prepare_on(host, settings, rel, commit, Timeline(quiet=True),
+                                     step_hooks(settings, host, rel))
+                write_record(host, settings, ReleaseRecord(
+                    rel, ref=ref, commit=commit, status=BUILDING,
+                    static_version=build.static_version(rel)))
+            say(f"[{host.name}] prepared release {rel} ({commit[:10]})")
+    finally:
+        if not per_host_call_by_fab(prepare_release):  # from code: all its hosts were given
+            _prepared.clear()
 
 
 @task(name="build", help={"release": "release id (default: the newest)"})

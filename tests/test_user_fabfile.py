@@ -10,7 +10,10 @@ pytestmark = pytest.mark.real_hosts
 
 FABFILE = '''\
 from fabric import Group, task
-from fabric_magento_deploy import deploy, rollback
+from fabric_magento_deploy import (
+    build_release, deploy, maintenance_off, maybe_upgrade, prepare_release, rollback,
+    switch_symlink,
+)
 
 
 @task
@@ -29,6 +32,18 @@ def ship_two(c):
 @task
 def undo(c):
     rollback(c)
+
+
+@task
+def by_steps(c):
+    """The deploy's steps from code, on a Group: twice, so two releases."""
+    for _ in range(2):
+        web = Group("web1", "web2", "web3", config=c.config)
+        prepare_release(web)
+        build_release(web)
+        maybe_upgrade(web)
+        switch_symlink(web)
+        maintenance_off(web)
 '''
 
 
@@ -73,3 +88,14 @@ def test_a_failing_wrapped_deploy_fails_the_wrapping_task(project) -> None:
     assert "checks passed" in result.stdout and "varnish purged" not in result.stdout
     assert "[web2] di:compile failed" in result.stderr
     assert all(shop.live(h) is None for h in shop.rig.hosts)
+
+
+def test_step_tasks_called_from_code_with_a_group(project) -> None:
+    shop, path = project
+    result = shop.fab("by-steps", project=path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    per_host = [shop.releases(h) for h in shop.rig.hosts]
+    assert len(per_host[0]) == 2 and per_host.count(per_host[0]) == 3, \
+        "each prepare-release call from code makes one new release, the same on every host"
+    assert {shop.live(h) for h in shop.rig.hosts} == {per_host[0][-1]}
+    assert result.stdout.count("prepared release") == 6
