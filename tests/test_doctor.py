@@ -10,6 +10,7 @@ Pure parts (the nginx parser, cron, disk) are tested without hosts at the end.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -220,6 +221,22 @@ def test_a_planted_problem_is_flagged_on_its_host_with_the_fix(
     assert others == {}, out  # the right host only
     if code:
         assert f"{name} {check}" in result.stderr and "check(s) failed" in result.stderr
+
+
+def test_an_unreachable_repo_is_an_error_and_its_token_is_never_printed(fleet: Fleet) -> None:
+    with socket.socket() as sock:  # a port on loopback that nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    repo = f"https://deploy:glpat-SECRET123456@127.0.0.1:{port}/shop.git"
+    result = fleet.shop.fab("doctor", project=fleet.project, opcache="fcgi", repo=repo)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "SECRET123456" not in out, out
+    rows = parse_table(result.stdout)
+    for host in fleet.rig.hosts:
+        status, detail, fix = rows[(host.name, "repository")][0]
+        assert status == ERROR and f"https://127.0.0.1:{port}/shop.git not reachable" in detail
+        assert "git ls-remote" in fix
 
 
 # -- pure parts, no hosts -----------------------------------------------------------------------
