@@ -13,15 +13,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import build, lock, magento, opcache, release, source, switch
+from . import build, lock, magento, opcache, release, ship, source, switch
 from .hooks import Hook, HookContext, HookFailed, Hooks
-from .hosts import Host, StepFailed, distinct, failures, on_all, q, say
+from .hosts import LOCAL, Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
 from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
 from .report import Summary, Timeline
@@ -312,11 +313,17 @@ class Deploy:
             refuse_root(host, s)
             host.run(f"mkdir -p {q(s.releases_dir)} {q(s.shared_dir)} {q(s.history_dir)}"
                      f" && test -w {q(s.deploy_path)}", step="preflight", echo=False)
+            if s.build == "local":
+                host.run("command -v rsync >/dev/null || { echo 'DEPLOY_BUILD=local ships with"
+                         " rsync: install it on this host' >&2; exit 1; }",
+                         step="preflight", echo=False)
             switch.check_current_is_link(host, s)
             check_shared_config(host, s)
             live = release.live_release(host, s)
             return live, opcache.choose(host, s), magento.maintenance_owner(host, s, live)
 
+        if s.build == "local" and not shutil.which("rsync"):
+            raise DeployError("DEPLOY_BUILD=local ships with rsync: install it where fab runs")
         results = self.all(one, "preflight")
         for host in self.hosts:
             live, strategy, owner = results[host.name]
@@ -342,7 +349,10 @@ class Deploy:
             return time.monotonic() - start
 
         self.write_records()
-        self.summary.build_seconds = self.all(one, "build")
+        if s.build == "local":
+            self.summary.build_seconds = self.build_once_and_ship()
+        else:
+            self.summary.build_seconds = self.all(one, "build")
         step = build.verify(s, rel)
         results = self.all(lambda h: h.output(step.command, step=step.name).split(), step.name)
         expected = build.static_version(rel)
@@ -350,6 +360,43 @@ class Deploy:
             if commit != self.commit or version != expected:
                 raise DeployError(f"[{name}] built commit {commit} / static version "
                                   f"{version}, expected {self.commit} / {expected}")
+
+    def build_once_and_ship(self) -> dict[str, float]:
+        """``DEPLOY_BUILD=local``: build here (see :mod:`tasks.ship`), then send the release
+        to every host at once, check it arrived whole, make its shared links."""
+        s, rel, timeline = self.settings, self.release, self.timeline
+        builder = Host.named(LOCAL, self.hosts[0].runner.config, echo=self.hosts[0].echo)
+        builder.verbose, builder.timeout = self.hosts[0].verbose, s.timeout_command
+        local = ship.builder_settings(s)
+
+        def hook(point: str, hosts: list[Host]) -> None:
+            run_hook(self.hooks, HookContext(point, [builder], rel, local, builder), timeline)
+
+        start = time.monotonic()
+        run_steps(builder, [ship.clean(local), *source.checkout(local, rel, self.commit),
+                            ship.config_check(local, rel)], timeline)
+        hook("after_code", [builder])
+        build_on(builder, local, rel, timeline, hook)
+        with timeline.timed(builder.name, "digest"):
+            built = builder.output(ship.digest(local, rel).command, step="digest")
+        self.summary.built_once_seconds = time.monotonic() - start
+
+        def one(host: Host) -> float:
+            begin = time.monotonic()
+            step = ship.rsync(host, s, local, rel, self.live[host.name])
+            with timeline.timed(host.name, "ship"):
+                stats = builder.run(step.command, step=f"ship to {host.name}",
+                                    timeout=s.timeout_build, echo=False).stdout
+            self.summary.sent_bytes[host.name] = ship.sent_bytes(stats)
+            with timeline.timed(host.name, "digest"):
+                arrived = host.output(ship.digest(s, rel).command, step="digest")
+            if arrived != built:
+                raise DeployError(f"[{host.name}] release {rel} did not arrive whole: its "
+                                  f"digest is {arrived[:16]}, the build's {built[:16]}")
+            run_steps(host, [source.link_shared(s, rel)], timeline)
+            return time.monotonic() - begin
+
+        return self.all(one, "ship")
 
     # -- phase 3 ---------------------------------------------------------------------------
     def upgrade_database(self, config_pending: bool) -> None:

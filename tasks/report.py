@@ -64,7 +64,9 @@ class Summary:
     path: str = ""  # "zero-downtime" or "maintenance"
     maintenance_seconds: float | None = None
     upgrade_seconds: float | None = None
-    build_seconds: dict[str, float] = field(default_factory=dict)
+    build_seconds: dict[str, float] = field(default_factory=dict)  # or ship time (built once)
+    built_once_seconds: float | None = None  # DEPLOY_BUILD=local: the one build's time
+    sent_bytes: dict[str, int] = field(default_factory=dict)  # what rsync sent each host
     switch_offsets: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -93,14 +95,21 @@ class Summary:
         elif self.path:
             lines.append("path: zero-downtime (no database or config change), "
                          "maintenance window 0 s")
-        lines.append(f"{'host':<14}{'build':>9}{'switched at':>14}")
+        shipped = self.built_once_seconds is not None
+        if shipped:
+            lines.append(f"built once where fab runs in {self.built_once_seconds:.2f} s, "
+                         "then shipped")
+        lines.append(f"{'host':<14}{'ship' if shipped else 'build':>9}{'switched at':>14}"
+                     + (f"{'sent':>12}" if shipped else ""))
         first = min(self.switch_offsets.values(), default=0.0)
         for host in hosts:
             build = self.build_seconds.get(host)
             switched = self.switch_offsets.get(host)
             build_text = "" if build is None else f"{build:.2f} s"
             switch_text = "" if switched is None else f"+{(switched - first) * 1000:.0f} ms"
-            lines.append(f"{host:<14}{build_text:>9}{switch_text:>14}")
+            sent = f"{self.sent_bytes[host] / 1e6:.2f} MB" if host in self.sent_bytes else ""
+            lines.append(f"{host:<14}{build_text:>9}{switch_text:>14}"
+                         + (f"{sent:>12}" if shipped else ""))
         if len(self.switch_offsets) > 1:
             lines.append(f"switch spread across hosts: {self.switch_spread * 1000:.0f} ms")
         lines += self.notes

@@ -63,6 +63,8 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_TIMEOUT_BUILD": "3600",
     "DEPLOY_TIMEOUT_UPGRADE": "10800",
     "DEPLOY_ALLOW_ROOT": "",
+    "DEPLOY_BUILD": "each",
+    "DEPLOY_BUILD_DIR": "",
     **{f"DEPLOY_HOOK_{point.upper()}": "" for point in HOOK_POINTS},
 }
 
@@ -103,6 +105,8 @@ class Settings:
     timeout_build: int = 3600
     timeout_upgrade: int = 10800
     allow_root: bool = False
+    build: str = "each"  # each: every host builds; local: the machine running fab, shipped
+    build_dir: str = ""  # the builder's folder for DEPLOY_BUILD=local ("" = under ~/.cache)
     hooks: Mapping[str, str] = field(default_factory=dict)  # point -> DEPLOY_HOOK_* command
 
     # Paths derived from deploy_path: one definition of the layout.
@@ -343,9 +347,27 @@ def load(
         timeout_build=_positive_int(raw, "DEPLOY_TIMEOUT_BUILD", minimum=1),  # type: ignore[arg-type]
         timeout_upgrade=_positive_int(raw, "DEPLOY_TIMEOUT_UPGRADE", minimum=1),  # type: ignore[arg-type]
         allow_root=_choice(raw, "DEPLOY_ALLOW_ROOT", ("0", "1")) == "1",
+        build=_build(raw),
+        build_dir=_build_dir(raw),
         hooks={p: raw[f"DEPLOY_HOOK_{p.upper()}"].strip() for p in HOOK_POINTS
                if raw[f"DEPLOY_HOOK_{p.upper()}"].strip()},
     )
+
+
+def _build(raw: dict) -> str:
+    value = raw["DEPLOY_BUILD"].strip() or "each"
+    if value.startswith("host:"):
+        raise SettingsError(f"DEPLOY_BUILD={value!r}: building on a named build host is not "
+                            "supported yet; use local (build where fab runs, e.g. in CI) or each")
+    return _choice({"DEPLOY_BUILD": value}, "DEPLOY_BUILD", ("each", "local"))
+
+
+def _build_dir(raw: dict) -> str:
+    value = raw["DEPLOY_BUILD_DIR"].strip()
+    if value and (not value.startswith("/") or re.search(r"[\s'\"\\$`]", value)):
+        raise SettingsError(f"DEPLOY_BUILD_DIR={value!r}: must be an absolute path without "
+                            "whitespace or shell characters")
+    return os.path.normpath(value) if value else ""
 
 
 def _choice(raw: dict, key: str, allowed: tuple[str, ...]) -> str:
