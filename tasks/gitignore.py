@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from invoke import Context, task
@@ -155,6 +155,11 @@ class Match:
     source: str = ""
     line: int = 0
     pattern: str = ""
+    via: str = ""          # a symlink on the way: git was asked about the link itself
+
+    @property
+    def label(self) -> str:
+        return f"{self.via} (a symlink in this work tree)" if self.via else self.path
 
     @property
     def ignored(self) -> bool:
@@ -208,6 +213,7 @@ class RuleResult:
     not_ignored: tuple[str, ...]               # probes and offenders no rule ignores
     offenders: tuple[str, ...]                 # tracked, not exempt
     exempt_tracked: tuple[str, ...]
+    links: tuple[str, ...] = ()                # symlinks git would record, not ignored
 
     @property
     def ok(self) -> bool:
@@ -221,8 +227,13 @@ class KeepResult:
     tracked: bool
 
     @property
-    def checked(self) -> bool:
+    def relevant(self) -> bool:
         return self.keep.required or self.keep.must_track or self.tracked
+
+    @property
+    def checked(self) -> bool:
+        """Behind a symlink of this work tree git can neither add nor judge the file."""
+        return self.relevant and not self.match.via
 
     @property
     def ok(self) -> bool:
@@ -247,11 +258,13 @@ def audit(facts: Facts, rules: Sequence[Rule] = RULES, keeps: Sequence[Keep] = K
     for rule in rules:
         tracked = facts.tracked.get(rule.name, ())
         offenders = tuple(p for p in tracked if not rule.exempt(p))
-        asked = tuple(dict.fromkeys(rule.probes + offenders))
+        escaping = [facts.matches[p] for p in dict.fromkeys(rule.probes + offenders)
+                     if not facts.matches[p].ignored]
         results.append(RuleResult(
             rule, facts.matches[rule.probes[0]],
-            tuple(p for p in asked if not facts.matches[p].ignored),
-            offenders, tuple(p for p in tracked if rule.exempt(p))))
+            tuple(dict.fromkeys(m.label for m in escaping)),
+            offenders, tuple(p for p in tracked if rule.exempt(p)),
+            tuple(dict.fromkeys(m.via for m in escaping if m.via))))
     return Audit(facts.top, tuple(results), tuple(
         KeepResult(k, facts.matches[k.path], k.path in facts.tracked_keeps) for k in keeps))
 
@@ -362,6 +375,9 @@ def rule_lines(r: RuleResult) -> list[str]:
         how = "NOT ignored: " + ", ".join(r.not_ignored[:2]) + (
             f" and {_plural(more, 'more path')}" if more > 0 else "")
     out = [f"  {status} {rule.name:<22} {how}"]
+    for link in r.links:
+        out.append(f"       {link} is a symlink here: `git add` would record the link itself;"
+                   f" ignore it in this clone only with `/{link}` in .git/info/exclude")
     if r.offenders:
         out.append(f"       {rule.name}: {_plural(len(r.offenders), 'file')} tracked"
                    f" - remove with `{removal_command(r)}`")
@@ -373,6 +389,9 @@ def rule_lines(r: RuleResult) -> list[str]:
 
 def keep_line(k: KeepResult) -> str:
     state = "tracked" if k.tracked else "not tracked"
+    if k.match.via:
+        return (f"  ok   {k.keep.path:<22} {state}; behind the symlink {k.match.via} here:"
+                " git cannot judge it in this work tree")
     if k.match.ignored:
         how = (f"IGNORED by {k.match.where}, but {k.keep.why}: `--fix` adds"
                f" {', '.join(reinclude_lines(k.keep.path))}")
@@ -388,7 +407,7 @@ def render(result: Audit) -> str:
     for r in result.rules:
         out += rule_lines(r)
     out.append("must stay trackable (never ignored):")
-    out += [keep_line(k) for k in result.keeps if k.checked]
+    out += [keep_line(k) for k in result.keeps if k.relevant]
     return "\n".join(out)
 
 
@@ -425,12 +444,33 @@ def tracked_files(top: Path, pathspecs: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))  # an unmerged file is listed once per stage
 
 
+def symlink_on_the_way(top: Path, path: str, seen: dict[str, bool]) -> str:
+    """The first leading directory of ``path`` that is a symlink in the work tree, or "".
+
+    Git refuses to answer for a path beyond a symlink ("beyond a symbolic link"), and
+    ``git add`` would record the link itself, never what lies behind it: so the link is
+    what we ask about (a ``pub/media`` linked to a shared folder on a developer's box).
+    """
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix not in seen:
+            seen[prefix] = (top / prefix).is_symlink()
+        if seen[prefix]:
+            return prefix
+    return ""
+
+
 def check_ignore(top: Path, paths: Sequence[str]) -> dict[str, Match]:
     """One ``git check-ignore`` for all ``paths``; each is sent as ``./path`` so a name
     starting with ``:`` is a file name, never pathspec magic."""
-    data = b"".join(b"./" + p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+    seen: dict[str, bool] = {}
+    via = {p: symlink_on_the_way(top, p, seen) for p in paths}
+    asked = list(dict.fromkeys(via[p] or p for p in paths))
+    data = b"".join(b"./" + p.encode("utf-8", "surrogateescape") + b"\0" for p in asked)
     out = git(top, "check-ignore", "--no-index", "--stdin", "-z", "-v", "-n", data=data)
-    return parse_check_ignore(out, paths)
+    answers = parse_check_ignore(out, asked)
+    return {p: replace(answers[via[p] or p], path=p, via=via[p]) for p in paths}
 
 
 def gather(top: Path, rules: Sequence[Rule] = RULES, keeps: Sequence[Keep] = KEEPS) -> Facts:

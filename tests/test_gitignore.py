@@ -358,6 +358,25 @@ def test_odd_file_names_are_quoted_and_literal_in_the_command(tmp_path: Path, fa
     assert git(repo, "ls-files", "pub/media").split() == ["pub/media/.htaccess"]
 
 
+def test_a_symlinked_media_folder_is_asked_about_as_the_link_git_would_record(
+        tmp_path: Path, fab) -> None:
+    repo = make_repo(tmp_path / "shop", GOOD, SHOP)
+    shared = tmp_path / "shared-media"
+    (shared / "catalog").mkdir(parents=True)
+    (shared / "catalog/a.jpg").write_text("j")
+    subprocess.run(["rm", "-r", str(repo / "pub/media")], check=True)
+    (repo / "pub/media").symlink_to(shared)
+    result = fab("--path", str(repo))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NOT ignored: pub/media (a symlink" in row(result.stdout, "pub/media/")
+    assert "`/pub/media` in .git/info/exclude" in result.stdout
+
+    (repo / ".git/info/exclude").write_text("/pub/media\n")
+    local = fab("--path", str(repo))
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert "only in this clone" in row(local.stdout, "pub/media/")
+
+
 # -- the pure parts ---------------------------------------------------------------------------
 
 def test_appended_keeps_every_byte_and_the_line_endings() -> None:
