@@ -728,6 +728,27 @@ def prune(host: Host, settings: Settings, *, protect: set[str], dry: bool = Fals
     return "\n".join(lines)
 
 
+def build_plan(settings: Settings, hosts: list[str], rel: str) -> list[str]:
+    """The build phase of :func:`dry_run`: on each host, or here and shipped."""
+    if settings.build == "each":
+        return [render(f"on {', '.join(hosts)} in parallel: prepare + build",
+                       source.checkout(settings, rel, "<commit>")
+                       + [source.link_shared(settings, rel)]
+                       + build.build(settings, rel) + [build.verify(settings, rel)])]
+    local = ship.builder_settings(settings)
+    return [
+        render("here (DEPLOY_BUILD=local): prepare + build",
+               [ship.clean(local), *source.checkout(local, rel, "<commit>"),
+                ship.config_check(local, rel), *build.build(local, rel),
+                ship.digest(local, rel)]),
+        render(f"to {', '.join(hosts)} in parallel: ship, check, link shared",
+               [Step("ship", f"rsync -rlpc --link-dest={settings.release_dir('<live>')} "
+                             f"{local.release_dir(rel)}/ <host>:{settings.release_dir(rel)}/"),
+                ship.digest(settings, rel), source.link_shared(settings, rel),
+                build.verify(settings, rel)]),
+    ]
+
+
 def dry_run(settings: Settings, hosts: list[str], ref: str | None = None) -> str:
     """The plan of a deploy as text, without contacting any host."""
     rel, ref = "<release-id>", check_ref(ref) if ref else settings.branch
@@ -735,9 +756,7 @@ def dry_run(settings: Settings, hosts: list[str], ref: str | None = None) -> str
     sections = [
         render(f"on {primary}: resolve {ref}", [source.update_mirror(settings),
                                                 source.resolve_ref(settings, ref)]),
-        render(f"on {', '.join(hosts)} in parallel: prepare + build",
-               source.checkout(settings, rel, "<commit>") + [source.link_shared(settings, rel)]
-               + build.build(settings, rel) + [build.verify(settings, rel)]),
+        *build_plan(settings, hosts, rel),
         render(f"on {primary}: database status",
                [Step(c, build.magento(settings, rel, c))
                 for c in ("setup:db:status", "app:config:status")]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 import pytest
@@ -171,3 +172,15 @@ def test_modules_ahead_parsed_from_db_status() -> None:
     ahead = magento.modules_ahead(DB_AHEAD)
     assert ahead[0] == "Shop_Catalog schema 1.1.0 in the database > 1.0.0 in the code"
     assert magento.modules_ahead("    Shop_Catalog schema:   1.0.0  ->  1.1.0") == []
+
+
+def test_dry_run_of_a_local_build_builds_here_and_ships() -> None:
+    from fabric_magento_deploy.deploy import dry_run
+
+    local = dataclasses.replace(S, build="local", build_dir="/var/cache/build")
+    text = dry_run(local, ["web1", "web2"])
+    here, ship = text.split("# to web1, web2 in parallel: ship")
+    assert "composer install" in here and "/var/cache/build/releases/<release-id>" in here
+    assert "composer" not in ship and "setup:di:compile" not in ship
+    assert "rsync -rlpc --link-dest=/srv/shop/releases/<live>" in ship
+    assert "link shared" in ship and "verify build" in ship
