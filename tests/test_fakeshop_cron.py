@@ -11,6 +11,7 @@ written (needs root, like the rig; under ``CI=true`` a missing requirement fails
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -76,15 +77,22 @@ def env_with(site: Site, extra: dict) -> None:
 
 
 def db(site: Site) -> dict:
-    return shop.read_db(site.db)
+    """The fake database, read under its lock (consumers rewrite it in place meanwhile)."""
+    with open(site.db) as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        return json.loads(handle.read())
 
 
 def add_messages(site: Site, *bodies: str) -> None:
-    data = db(site)
-    queue = data.setdefault("queue_message", {}).setdefault(CONSUMER, [])
-    start = len(data.get("queue_processed", [])) + len(queue)
-    queue.extend({"id": start + i, "body": body} for i, body in enumerate(bodies))
-    site.db.write_text(json.dumps(data))
+    with open(site.db, "r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        data = json.loads(handle.read())
+        queue = data.setdefault("queue_message", {}).setdefault(CONSUMER, [])
+        start = len(data.get("queue_processed", [])) + len(queue)
+        queue.extend({"id": start + i, "body": body} for i, body in enumerate(bodies))
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(data))
 
 
 def processed(site: Site) -> list[dict]:
