@@ -38,6 +38,7 @@ from .cli import (
 )
 from .deploy import DeployError, OutcomeUnknown
 from .deploy import deploy as deploy_to
+from .gitignore import check_gitignore
 from .hooks import HookContext, HookFailed, hook
 from .hostkeys import HostKeyRefused
 from .hosts import DuplicateHost, Host, StepFailed
@@ -53,14 +54,14 @@ from .settings import load as load_settings
 ns = Collection(
     deploy, prepare_release, build_release, db_status, maybe_upgrade, switch_symlink,
     flush_opcache, maintenance_on, maintenance_off, prune_releases, releases, rollback, unlock,
-    stage, config, magento_command,
+    stage, config, magento_command, check_gitignore,
 )
 
 __all__ = [
     # tasks
     "ns", "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade",
     "switch_symlink", "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases",
-    "unlock", "releases", "rollback", "stage", "config", "magento_command",
+    "unlock", "releases", "rollback", "stage", "config", "magento_command", "check_gitignore",
     # functions and what they take and give
     "deploy_to", "rollback_to", "load_settings", "Settings", "Host", "Summary", "hook",
     "HookContext",

@@ -508,11 +508,12 @@ def apply_fix(top: Path, *, passes: int = 3) -> list[str]:
             "fix": "append the missing rules to .gitignore (never runs git rm)"})
 @clean_errors
 def check_gitignore(c: Context, path: str | None = None, fix: bool = False) -> None:
-    """Audit the shop repository's .gitignore locally: build output and secrets
-    (vendor/, generated/, var/, pub/static/, pub/media/, app/etc/env.php, auth.json, .env,
-    node_modules/) ignored and not tracked; composer.json, composer.lock, app/etc/config.php
-    and Magento's .htaccess files never ignored. Exit 1 on any problem. --fix appends the
-    missing rules to .gitignore and says which `git rm --cached` to run.
+    """Audit the shop repository's .gitignore (local): build output and secrets untracked.
+
+    vendor/, generated/, var/, pub/static/, pub/media/, app/etc/env.php, auth.json, .env
+    and node_modules/ must be ignored and not tracked; composer.json, composer.lock,
+    app/etc/config.php and Magento's .htaccess files never ignored. Exit 1 on any problem.
+    --fix appends the missing rules to .gitignore and says which `git rm --cached` to run.
     """
     top = toplevel(path)
     if fix:
