@@ -301,6 +301,9 @@ def test_nginx_static_rule_must_accept_the_digits_only_version() -> None:
     assert verdicts(version="20261201.100055.601")["nginx static"].status == ERROR
     letters = SAMPLE.replace(r"version\d*/(", r"version[a-z]+/(")
     assert verdicts(sample=letters)["nginx static"].status == ERROR
+    keeps = SAMPLE.replace(r"rewrite ^/static/version\d*/(.*)$",
+                           r"rewrite ^/static/(version\d*/.*)$")
+    assert verdicts(sample=keeps)["nginx static"].status == ERROR  # matches, keeps the version
     only_fallback = "\n".join(ln for ln in SAMPLE.splitlines() if "rewrite ^/static/v" not in ln)
     assert verdicts(sample=only_fallback)["nginx static"].status == ERROR
     no_rule = "\n".join(ln for ln in SAMPLE.splitlines() if "rewrite" not in ln)
