@@ -34,6 +34,7 @@ from fabric_magento_deploy.doctor import (
     parse,
     running_nginx,
     shop_servers,
+    split_dump,
 )
 from fabric_magento_deploy.settings import Settings
 
@@ -308,6 +309,17 @@ def test_nginx_static_rule_must_accept_the_digits_only_version() -> None:
     assert verdicts(sample=only_fallback)["nginx static"].status == ERROR
     no_rule = "\n".join(ln for ln in SAMPLE.splitlines() if "rewrite" not in ln)
     assert verdicts(sample=no_rule)["nginx static"].status == WARN
+
+
+def test_nginx_dash_t_output_is_split_into_files() -> None:
+    dump = ("nginx: the configuration file /etc/nginx/nginx.conf syntax is ok\n"
+            "# configuration file /etc/nginx/nginx.conf:\nhttp { include sites/*; }\n\n"
+            "# configuration file /etc/nginx/sites/shop:\n" + SITE)
+    files = split_dump(dump, "# configuration file ")
+    assert list(files) == ["/etc/nginx/nginx.conf", "/etc/nginx/sites/shop"]
+    files["/var/www/shop/current/nginx.conf.sample"] = SAMPLE
+    tree = expand(parse(files["/etc/nginx/nginx.conf"]), files, "/etc/nginx", set())
+    assert [s.roots for s in shop_servers(tree, "/var/www/shop")] == [["/var/www/shop/current/pub"]]
 
 
 def test_nginx_servers_elsewhere_are_not_the_shop() -> None:
