@@ -38,6 +38,7 @@ from .cli import (
 )
 from .deploy import DeployError, OutcomeUnknown
 from .deploy import deploy as deploy_to
+from .doctor import doctor
 from .gitignore import check_gitignore
 from .hooks import HookContext, HookFailed, hook
 from .hostkeys import HostKeyRefused
@@ -54,7 +55,7 @@ from .settings import load as load_settings
 ns = Collection(
     deploy, prepare_release, build_release, db_status, maybe_upgrade, switch_symlink,
     flush_opcache, maintenance_on, maintenance_off, prune_releases, releases, rollback, unlock,
-    stage, config, magento_command, check_gitignore,
+    stage, config, magento_command, check_gitignore, doctor,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "ns", "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade",
     "switch_symlink", "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases",
     "unlock", "releases", "rollback", "stage", "config", "magento_command", "check_gitignore",
+    "doctor",
     # functions and what they take and give
     "deploy_to", "rollback_to", "load_settings", "Settings", "Host", "Summary", "hook",
     "HookContext",

@@ -14,9 +14,7 @@ writes too, and which is removed at once (see :mod:`.opcache`).
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import json
 import posixpath
 import re
 import secrets
@@ -227,11 +225,6 @@ def check_shared_files(host: Host, settings: Settings) -> list[Check]:
 
 # -- PHP-FPM and OPcache ----------------------------------------------------------------------
 
-#: Appended to the one-time script's report: the ini values as the pool sees them.
-_INI = ("$r['ini'] = ['validate_timestamps' => ini_get('opcache.validate_timestamps'), "
-        "'revalidate_freq' => ini_get('opcache.revalidate_freq'), 'php' => PHP_VERSION];\n")
-_REPORT = "echo json_encode($r);"
-
 #: What to do for each failure :mod:`.opcache` names (docs/opcache.md, "Errors at a glance").
 OPCACHE_FIXES = (
     ("no PHP-FPM socket found", "set DEPLOY_FPM_SOCKET to the shop's pool (its `listen`), or "
@@ -271,27 +264,8 @@ def status_probe(host: Host, settings: Settings, mode: str, target: str) -> dict
     The same one-time script and client the flush uses, so what works here works for the
     deploy; the script is removed by the client, the shell, and from here if unconfirmed.
     """
-    job = opcache._job(host, settings, mode, target, ("status",))
-    if _REPORT not in job["code"]:
-        raise RuntimeError("tasks/php/opcache_reset.php no longer ends its report with "
-                           f"{_REPORT!r}: doctor cannot add the ini values")
-    job["code"] = job["code"].replace(_REPORT, _INI + _REPORT)
-    command = (f"{settings.php} -d display_errors=stderr -- {q(json.dumps(job))} "
-               f"<<'OPCACHE_CLIENT_EOF'\n{opcache.CLIENT}\nOPCACHE_CLIENT_EOF\n"
-               f"rc=$?; {job['cleanup']}; exit $rc")
-    removed = False
-    try:
-        result = host.run(command, step="OPcache status", warn=True, echo=False)
-        out = opcache._client_output(host, mode, target, settings, result)
-        removed = bool(out.get("removed"))
-        return opcache._check(host, mode, target, job, out)[0]["json"]
-    except StepFailed as exc:
-        raise opcache.OpcacheError(host.name, mode, target, "the PHP client did not run to "
-                                   "the end", exc.output) from exc
-    finally:
-        if not removed:
-            with contextlib.suppress(StepFailed):
-                host.run(job["cleanup"], step="remove OPcache script", warn=True, echo=False)
+    return opcache.request(host, settings, mode, target, ("status",),
+                           step="OPcache status")[0]["json"]
 
 
 def ini_verdict(validate: str, freq: str) -> tuple[str, str, str]:

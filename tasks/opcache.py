@@ -139,10 +139,10 @@ def choose(host: Host, settings: Settings, *, probe: bool = True) -> str:
         raise OpcacheError(host.name, strategy, "", f"unknown strategy, use one of {STRATEGIES}")
     if probe and strategy == "fcgi":
         for sock in sockets:
-            _request(host, settings, "fcgi", sock, ("status",))
+            request(host, settings, "fcgi", sock, ("status",))
     # Before the first release there is no live pub/ to probe through; the flush will have one.
     if probe and strategy == "url" and host.test(f"test -d {q(settings.current + '/pub')}"):
-        _request(host, settings, "url", settings.opcache_url, ("status",))
+        request(host, settings, "url", settings.opcache_url, ("status",))
     return strategy
 
 
@@ -159,13 +159,13 @@ def flush(host: Host, settings: Settings, strategy: str) -> list[FlushReport]:
         return [_run_command(host, settings)]
     if strategy == "url":
         url = settings.opcache_url
-        return [_report(host, "url", url, _request(host, settings, "url", url))]
+        return [_report(host, "url", url, request(host, settings, "url", url))]
     if strategy != "fcgi":
         raise OpcacheError(host.name, strategy, "", f"unknown strategy, use one of {STRATEGIES}")
     reports, errors = [], []
     for sock in _sockets(host, settings, strategy):
         try:
-            reports.append(_report(host, "fcgi", sock, _request(host, settings, "fcgi", sock)))
+            reports.append(_report(host, "fcgi", sock, request(host, settings, "fcgi", sock)))
         except OpcacheError as exc:
             errors.append(exc)
     if errors:
@@ -245,8 +245,8 @@ def _job(host: Host, settings: Settings, mode: str, target: str, ops: tuple[str,
     }
 
 
-def _request(host: Host, settings: Settings, mode: str, target: str,
-             ops: tuple[str, ...] = ("reset", "status")) -> list[dict]:
+def request(host: Host, settings: Settings, mode: str, target: str,
+            ops: tuple[str, ...] = ("reset", "status"), step: str = "flush OPcache") -> list[dict]:
     """Run the client on the host; return its responses once they prove the ops worked.
 
     The client is piped to ``php`` through a quoted here-document: nothing is uploaded,
@@ -259,7 +259,7 @@ def _request(host: Host, settings: Settings, mode: str, target: str,
                f"rc=$?; {job['cleanup']}; exit $rc")
     removed = False
     try:
-        result = host.run(command, step="flush OPcache", warn=True, echo=False)
+        result = host.run(command, step=step, warn=True, echo=False)
         out = _client_output(host, mode, target, settings, result)
         removed = bool(out.get("removed"))
         return _check(host, mode, target, job, out)

@@ -9,7 +9,9 @@ if (!hash_equals('@TOKEN@', (string) ($_SERVER['HTTP_X_OPCACHE_TOKEN'] ?? ''))) 
 }
 $r = ['magic' => 'opcache-flush/1', 'pid' => getmypid(), 'sapi' => PHP_SAPI,
       'loaded' => function_exists('opcache_get_status'),
-      'enable' => ini_get('opcache.enable'), 'restrict_api' => ini_get('opcache.restrict_api')];
+      'enable' => ini_get('opcache.enable'), 'restrict_api' => ini_get('opcache.restrict_api'),
+      'ini' => ['validate_timestamps' => ini_get('opcache.validate_timestamps'),
+                'revalidate_freq' => ini_get('opcache.revalidate_freq'), 'php' => PHP_VERSION]];
 if ($r['loaded']) {
     $s = @opcache_get_status(false);
     $r['warning'] = error_get_last()['message'] ?? '';
