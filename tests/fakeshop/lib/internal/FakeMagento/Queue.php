@@ -54,12 +54,17 @@ final class Queue
     /** PoisonPillPut::put(): a new version, so every running consumer's one is old. */
     public function putPill(string $event): string
     {
-        $version = bin2hex(random_bytes(8));
+        $version = self::newVersion();
         $this->shop->db()->update(static function (array $db) use ($version): array {
             $db['queue_poison_pill'] = $version;
             return $db;
         }, $event, $this->shop->bp);
         return $version;
+    }
+
+    public static function newVersion(): string
+    {
+        return bin2hex(random_bytes(8));
     }
 
     public function hasMessages(string $queue): bool

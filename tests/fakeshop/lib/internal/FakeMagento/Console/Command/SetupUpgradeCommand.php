@@ -141,11 +141,11 @@ final class SetupUpgradeCommand extends SetupCommand
                 }
                 $db = self::applyPatches($db, $name, $module['path'], 'Schema');
             }
+            // Magento\MessageQueue\Setup\Recurring: a new poison pill version, so running
+            // consumers (old code) exit at their next message.
+            $db['queue_poison_pill'] = Queue::newVersion();
             return $db;
         }, 'setup:upgrade schema', $shop->bp);
-        // Magento\MessageQueue\Setup\Recurring: a new poison pill version, so running
-        // consumers (old code) exit at their next message.
-        (new Queue($shop))->putPill('setup:upgrade poison pill');
         $this->logModules($output, $modules);
         $output->writeln('Schema post-updates:');
         $this->logModules($output, $modules);
