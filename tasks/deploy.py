@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import build, lock, magento, opcache, release, ship, source, switch
+from . import build, cron, lock, magento, opcache, release, ship, source, switch
 from .hooks import Hook, HookContext, HookFailed, Hooks
 from .hosts import LOCAL, Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
@@ -665,13 +665,42 @@ def run_deploy(d: Deploy) -> None:
 
 def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
     """Phases 3 to 5; runs to the end even if Ctrl-C comes (see interrupts_deferred)."""
-    hosts, settings, rel, pending = d.hosts, d.settings, d.release, verdict.pending
+    pending = verdict.pending
+    d.summary.path = "maintenance" if pending else "zero-downtime"
+    with cron_paused(d, pending):
+        if pending:
+            d.upgrade_database(verdict.config_pending)
+        switch_and_finish(d, pending)
+
+
+@contextmanager
+def cron_paused(d: Deploy, pending: bool) -> Iterator[None]:
+    """Around the database work: no new ``cron:run`` on any host (running ones may end,
+    up to ``DEPLOY_CRON_WAIT``), resumed when the deploy ends, however it ends. A pause
+    also expires by itself (see :mod:`tasks.cron`), should this process be killed."""
+    if not pending:
+        yield
+        return
+    s = d.settings
+    paused = on_all(d.hosts, lambda h: cron.pause(h, s, s.cron_wait, by=f"deploy {d.release}"))
+    try:
+        raise_on_failures(paused, "cron pause")
+        for report in paused.values():
+            lines = report.lines()  # type: ignore[union-attr]
+            d.summary.notes += lines[:-1] if report.still_running else lines  # type: ignore[union-attr]
+            if report.still_running:  # type: ignore[union-attr]
+                d.summary.warnings.append(lines[-1])
+        yield
+    finally:
+        for name, exc in failures(on_all(d.hosts, lambda h: cron.resume(h, s))).items():
+            d.summary.warnings.append(f"{name}: cron could not be resumed ({exc}); its pause "
+                                      "expires by itself, or run `fab cron-resume`")
+
+
+def switch_and_finish(d: Deploy, pending: bool) -> None:
+    """Phases 4 and 5: the switch on every host (or none), then everything after it."""
+    hosts, settings, rel = d.hosts, d.settings, d.release
     assert d.record is not None
-    if pending:
-        d.summary.path = "maintenance"
-        d.upgrade_database(verdict.config_pending)
-    else:
-        d.summary.path = "zero-downtime"
     # Maintenance the operator had on stays on: the new release gets the flag too.
     on_all([h for h in hosts if h.name in d.operator_maintenance],
            lambda h: magento.maintenance_on(h, settings, d.releases_of(h)))

@@ -64,6 +64,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_TIMEOUT_UPGRADE": "10800",
     "DEPLOY_ALLOW_ROOT": "",
     "DEPLOY_BUILD": "each",
+    "DEPLOY_CRON_WAIT": "60",
     "DEPLOY_BUILD_DIR": "",
     **{f"DEPLOY_HOOK_{point.upper()}": "" for point in HOOK_POINTS},
 }
@@ -107,6 +108,7 @@ class Settings:
     allow_root: bool = False
     build: str = "each"  # each: every host builds; local: the machine running fab, shipped
     build_dir: str = ""  # the builder's folder for DEPLOY_BUILD=local ("" = under ~/.cache)
+    cron_wait: int = 60  # seconds a schema deploy waits for running cron:run to finish
     hooks: Mapping[str, str] = field(default_factory=dict)  # point -> DEPLOY_HOOK_* command
 
     # Paths derived from deploy_path: one definition of the layout.
@@ -349,6 +351,7 @@ def load(
         allow_root=_choice(raw, "DEPLOY_ALLOW_ROOT", ("0", "1")) == "1",
         build=_build(raw),
         build_dir=_build_dir(raw),
+        cron_wait=_positive_int(raw, "DEPLOY_CRON_WAIT", minimum=0),  # type: ignore[arg-type]
         hooks={p: raw[f"DEPLOY_HOOK_{p.upper()}"].strip() for p in HOOK_POINTS
                if raw[f"DEPLOY_HOOK_{p.upper()}"].strip()},
     )
