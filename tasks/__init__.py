@@ -36,6 +36,7 @@ from .cli import (
     switch_symlink,
     unlock,
 )
+from .cron import cron_install, cron_resume
 from .deploy import DeployError, OutcomeUnknown
 from .deploy import deploy as deploy_to
 from .doctor import doctor
@@ -55,7 +56,7 @@ from .settings import load as load_settings
 ns = Collection(
     deploy, prepare_release, build_release, db_status, maybe_upgrade, switch_symlink,
     flush_opcache, maintenance_on, maintenance_off, prune_releases, releases, rollback, unlock,
-    stage, config, magento_command, check_gitignore, doctor,
+    stage, config, magento_command, check_gitignore, doctor, cron_install, cron_resume,
 )
 
 __all__ = [
@@ -63,7 +64,7 @@ __all__ = [
     "ns", "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade",
     "switch_symlink", "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases",
     "unlock", "releases", "rollback", "stage", "config", "magento_command", "check_gitignore",
-    "doctor",
+    "doctor", "cron_install", "cron_resume",
     # functions and what they take and give
     "deploy_to", "rollback_to", "load_settings", "Settings", "Host", "Summary", "hook",
     "HookContext",

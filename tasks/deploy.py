@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import build, cron, lock, magento, opcache, release, ship, source, switch
+from . import build, consumers, cron, lock, magento, opcache, release, ship, source, switch
 from .hooks import Hook, HookContext, HookFailed, Hooks
 from .hosts import LOCAL, Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
@@ -442,6 +442,26 @@ class Deploy:
             h, self.settings, [self.release] if h.name in flush_failed else self.releases_of(h))))
 
     # -- phase 5 ---------------------------------------------------------------------------
+    def restart_consumers(self, problems: list[str]) -> None:
+        """Queue consumers started from an old release stop running old code (see
+        :mod:`tasks.consumers`): Magento's poison pill, ``DEPLOY_CONSUMERS_COMMAND``, then
+        a look at what each host still runs. A failure is a problem of the deploy."""
+        s = self.settings
+        try:
+            with self.timeline.timed(self.primary.name, "consumers"):
+                reports = consumers.restart(self.primary, self.hosts, s,
+                                            command=s.consumers_command,
+                                            stop_old=s.consumers_stop_old)
+        except Exception as exc:  # the release is live: report, never hide it
+            problems.append(f"queue consumers could not be restarted: {exc}")
+            return
+        for report in reports.values():
+            self.summary.notes += report.lines()
+            if not report.ok:
+                self.summary.warnings.append(
+                    f"{report.host}: a queue consumer keeps running old code (it ignores the "
+                    "poison pill): set DEPLOY_CONSUMERS_STOP_OLD=1 or DEPLOY_CONSUMERS_COMMAND")
+
     def finish(self) -> None:
         """After the switch: OPcache, cache, maintenance off, records, pruning.
 
@@ -452,6 +472,7 @@ class Deploy:
         assert record is not None
         problems, flush_failed = flush_caches(self.hosts, s, self.strategies, summary,
                                               self.release, self.timeline)
+        self.restart_consumers(problems)
         for name, exc in self.lift_maintenance(flush_failed).items():
             problems.append(f"maintenance could not be lifted on {name} ({exc}): the shop "
                             f"answers 503 there; run `fab maintenance-off --hosts={name}`")
