@@ -221,7 +221,8 @@ def targets(params: HealthParams, host: str) -> list[Target]:
 
 
 def _curl_args(t: Target, timeout: float) -> str:
-    args = ["curl", "-sS", "-o", "$tmp/b", "-w", "%{http_code} %{time_total}",
+    # --globoff: a path with [] or {} is a path, not a curl URL pattern.
+    args = ["curl", "-sS", "-o", "$tmp/b", "-w", "%{http_code} %{time_total}", "--globoff",
             "--max-time", f"{timeout:g}", "--connect-timeout", f"{timeout:g}"]
     if t.connect_to:
         args += ["--connect-to", t.connect_to]
@@ -342,7 +343,8 @@ def php_loop(params: HealthParams, host: str) -> str:
 def remote_command(params: HealthParams, host: str) -> str:
     """The one command run on ``host``: curl's loop, or PHP's, as ``client`` says.
 
-    The sh loop runs under ``sh`` whatever the deploy user's login shell is."""
+    The sh loop runs under ``sh`` whatever the deploy user's login shell is; with
+    ``client="auto"`` curl is used when it runs on the host, else PHP."""
     curl = f"sh -c {q(curl_loop(params, host))}"
     php = php_loop(params, host)
     php_bin = q(shlex.split(params.php)[0])
@@ -350,9 +352,11 @@ def remote_command(params: HealthParams, host: str) -> str:
         return curl
     if params.client == "php":
         return php
-    return (f"if command -v curl >/dev/null 2>&1; then {curl}; "
-            f"elif command -v {php_bin} >/dev/null 2>&1; then {php}; "
-            f"else echo 'neither curl nor {params.php} found on the host' >&2; exit 3; fi")
+    # Run them rather than `command -v`: bash names a file that exists but cannot run.
+    return (f"if curl --version >/dev/null 2>&1; then {curl}; "
+            f"elif {php_bin} -v >/dev/null 2>&1; then {php}; "
+            f"else echo {q(f'neither curl nor {params.php} can run on the host')} >&2; "
+            "exit 3; fi")
 
 
 # --------------------------------------------------------------------------- results
