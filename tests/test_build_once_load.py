@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import rig as rig_module
 from conftest import require_real_hosts
+from load import HttpLoad
 from rig import Rig, make_rig
 from scenario import Shop
 from test_under_load import (
+    Run,
     assert_maintenance_on_every_host,
     assert_no_broken_static_assets,
     assert_static_version_is_the_deployed_one,
-    under_load,
 )
 
 pytestmark = pytest.mark.real_hosts(web=True)
@@ -42,6 +44,11 @@ BUILD_COMMANDS = ("setup:di:compile", "setup:static-content:deploy")
 # What rsync may send a host for a code-only release, as a share of the release's size.
 MAX_SENT_SHARE = 0.10
 # Files a code-only release does not change (the label lives in another module).
+# The load: one visitor per host, each a page (+ its CSS) then a 20 ms pause. Continuous
+# (dozens of pages per host during a 2 s setup:upgrade) yet leaving the two cores to the
+# deploy; test_under_load's default (two visitors, 10 ms) on eight hosts starves it.
+VISITORS_PER_HOST = 1
+PAUSE = 0.02
 UNCHANGED = ("vendor/composer/ClassLoader.php", "app/code/Shop/Checkout/Model/Cart.php")
 
 
@@ -106,6 +113,18 @@ def fleet(web_rig8: Rig) -> Fleet:
     fleet = Fleet(Shop(web_rig8, label="A"), "A", spy, log)
     fleet.shop.deploy(**fleet.settings())
     return fleet
+
+
+def under_load(rig: Rig, action: Callable[[], object], *, after: int = 8) -> Run:
+    """test_under_load's ``under_load`` with a lighter load (see VISITORS_PER_HOST): load
+    every host, wait until each answered, run ``action``, keep loading until each host
+    answered ``after`` more pages."""
+    with HttpLoad.on_rig(rig, threads_per_host=VISITORS_PER_HOST, pause=PAUSE) as load:
+        load.wait_ok()
+        result = action()
+        done = time.time()
+        load.wait_after(done, count=after)
+    return Run(load, done, result)
 
 
 # --------------------------------------------------------------------------- what to check
