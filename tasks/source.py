@@ -58,18 +58,16 @@ def resolve_commit(host: Host, settings: Settings, ref: str) -> str:
 
 
 def checkout(settings: Settings, release: str, commit: str) -> list[Step]:
-    """Create the release folder and unpack ``commit`` into it."""
+    """Create the release folder and unpack ``commit`` into it: one round trip (a host
+    whose mirror lacks the commit fetches once more first)."""
     rel, mirror = q(settings.release_dir(release)), q(settings.mirror)
-    return [
-        with_credentials(  # a host whose mirror lacks the commit fetches once more
-            settings, "fetch code", f"git -C {mirror} cat-file -e {q(commit + '^{commit}')}"
-            f" 2>/dev/null || {{ {fetch_mirror(settings)}; }}"),
-        Step("create release",
-             f"mkdir -p {q(settings.releases_dir)} {q(settings.shared_dir)} && mkdir {rel}"),
-        Step("checkout",
-             f"git -C {mirror} archive --format=tar {q(commit)} | tar -x -f - -C {rel}"
-             f" && printf '%s\\n' {q(commit)} > {rel}/REVISION"),
-    ]
+    return [with_credentials(
+        settings, "checkout",
+        f"{{ git -C {mirror} cat-file -e {q(commit + '^{commit}')} 2>/dev/null"
+        f" || {{ {fetch_mirror(settings)}; }}; }}"
+        f" && mkdir -p {q(settings.releases_dir)} {q(settings.shared_dir)} && mkdir {rel}"
+        f" && git -C {mirror} archive --format=tar {q(commit)} | tar -x -f - -C {rel}"
+        f" && printf '%s\\n' {q(commit)} > {rel}/REVISION")]
 
 
 def guard(settings: Settings, release: str, path: str) -> str:
