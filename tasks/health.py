@@ -107,6 +107,24 @@ def check_host_header(value: str, key: str = "DEPLOY_HEALTH_HOST") -> str:
     return value
 
 
+def parse_base_urls(value: str, key: str = "DEPLOY_HEALTH_BASE_URL") -> tuple[str, dict[str, str]]:
+    """``"http://127.0.0.1 web2=http://10.0.0.2:8080"`` -> the URL for every host, and the
+    hosts (by name) whose web server listens elsewhere. "" is the default URL.
+
+    Why per host: a web server bound to the host's own private address (not 127.0.0.1),
+    or a different port on one host, is common in a mixed fleet."""
+    default, per_host = DEFAULT_BASE_URL, {}
+    for entry in value.split():
+        name, sep, url = entry.partition("=")
+        if not sep:
+            default = check_base_url(entry, key)
+        elif not name or name in per_host:
+            raise HealthError(f"{key}: {entry!r}: give HOST=URL, each host once")
+        else:
+            per_host[name] = check_base_url(url, f"{key} ({name})")
+    return default, per_host
+
+
 @dataclass(frozen=True)
 class HealthParams:
     """What to request, where, and for how long. Validated on creation.
@@ -160,7 +178,8 @@ class HealthParams:
         """The parameters from a :class:`~fabric_magento_deploy.settings.Settings` with the
         ``health_*`` fields (see the module docstring)."""
         return cls(paths=tuple(settings.health_paths), base_url=settings.health_base_url,
-                   base_urls=base_urls or {}, host_header=settings.health_host,
+                   base_urls={**settings.health_base_urls, **(base_urls or {})},
+                   host_header=settings.health_host,
                    window_seconds=settings.health_window, interval=settings.health_interval,
                    request_timeout=settings.health_timeout, php=settings.php, client=client)
 
@@ -598,5 +617,5 @@ def check(hosts: Iterable[Host], params: HealthParams) -> HealthReport:
     return HealthReport(params, reports)
 
 
-__all__ = ["HealthError", "HealthParams", "HealthReport", "HostHealth", "PathHealth",
-           "Answer", "check", "check_host", "parse_output", "remote_command", "targets"]
+__all__ = ["Answer", "HealthError", "HealthParams", "HealthReport", "HostHealth", "PathHealth",
+           "check", "check_host", "parse_base_urls", "parse_output", "remote_command", "targets"]

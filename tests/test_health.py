@@ -9,6 +9,7 @@ through the window). The remote loop itself is also run here against a local HTT
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -332,6 +333,7 @@ def test_lines_and_record() -> None:
         "health check: /, /health_check.php on 1 host(s), every 0.5 s for 1 s: OK",
         "[web1] / (curl): 3/3 answers 2xx",
         "[web1] /health_check.php (curl): 3/3 answers 2xx"]
+    assert json.loads(json.dumps(ok.as_record())) == ok.as_record()
     assert ok.as_record() == {
         "ok": True, "paths": ["/", "/health_check.php"], "window_seconds": 1.0,
         "interval": 0.5, "host_header": "",
@@ -390,6 +392,7 @@ def test_from_settings_reads_the_health_settings() -> None:
     class FakeSettings:  # the fields tasks/settings.py is to add
         health_paths = ("/", "/health_check.php")
         health_base_url = "http://127.0.0.1:8080"
+        health_base_urls = {"web3": "http://10.0.0.3"}
         health_host = "shop.example.com"
         health_window = 5.0
         health_interval = 0.5
@@ -399,4 +402,17 @@ def test_from_settings_reads_the_health_settings() -> None:
     checked = HealthParams.from_settings(FakeSettings(), base_urls={"web2": "http://10.0.0.2"})
     assert (checked.paths, checked.base_for("web1"), checked.base_for("web2")) == (
         ("/", "/health_check.php"), "http://127.0.0.1:8080", "http://10.0.0.2")
+    assert checked.base_for("web3") == "http://10.0.0.3"
     assert (checked.rounds, checked.request_timeout, checked.php) == (11, 3.0, "php8.2")
+
+
+def test_base_urls_per_host() -> None:
+    assert health.parse_base_urls("") == ("http://127.0.0.1", {})
+    assert health.parse_base_urls("https://10.0.0.1/ web2=http://10.0.0.2:8080") == (
+        "https://10.0.0.1", {"web2": "http://10.0.0.2:8080"})
+    for bad, names in (("web2=http://a web2=http://b", "'web2=http://b': give HOST=URL"),
+                       ("=http://a", "'=http://a': give HOST=URL"),
+                       ("web2=ftp://a", "DEPLOY_HEALTH_BASE_URL (web2)='ftp://a'")):
+        with pytest.raises(HealthError) as refused:
+            health.parse_base_urls(bad)
+        assert names in str(refused.value)
