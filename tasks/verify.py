@@ -27,7 +27,8 @@ output between markers carrying a random token, so no output can fake a marker:
     one FastCGI GET, sent from the host by its own PHP CLI (``tasks/php/fcgi_request.php``)
     to the host's PHP-FPM socket (``DEPLOY_FPM_SOCKET``, else the one socket found where
     distributions put them), executing ``<release>/pub/health_check.php`` (Magento's own:
-    database and cache reachable) with ``DOCUMENT_ROOT`` ``<release>/pub``. 200 passes;
+    database and cache reachable) with ``DOCUMENT_ROOT`` ``<release>/pub``. 200 passes
+    (for Magento's health check only with an empty body: it prints nothing when healthy);
     anything else reports the status line and the start of the body. No file is written.
 
 Then across hosts: the ``generated`` digests and the static versions must be identical
@@ -112,7 +113,8 @@ def fcgi_job(settings: Settings, release: str, path: str = DEFAULT_PATH) -> dict
     script_name = "/" + (rel[len("pub/"):] if rel.startswith("pub/") else rel)
     return {"sockets": list(settings.fpm_sockets), "globs": list(SOCKET_GLOBS),
             "script": f"{root}/{rel}", "document_root": f"{root}/pub",
-            "script_name": script_name, "timeout": TIMEOUT, "max_body": MAX_BODY}
+            "script_name": script_name, "timeout": TIMEOUT, "max_body": MAX_BODY,
+            "silent": rel == DEFAULT_PATH}
 
 
 def _section(token: str, name: str, command: str) -> str:
@@ -236,16 +238,23 @@ def fastcgi_checks(host: str, rc: int, text: str, job: dict, *, fcgi: bool = Tru
                  if found else f"no PHP-FPM socket found in {' '.join(job['globs'])}: set "
                  "DEPLOY_FPM_SOCKET")
         return [Check(host, name, not fcgi, f"{script} not requested: {where}")]
-    return [_answer_check(host, r, script, fcgi) for r in out["responses"]]
+    return [_answer_check(host, r, script, fcgi, job.get("silent", False))
+            for r in out["responses"]]
 
 
-def _answer_check(host: str, r: dict, script: str, fcgi: bool) -> Check:
+def _answer_check(host: str, r: dict, script: str, fcgi: bool, silent: bool) -> Check:
+    """``silent``: the script prints nothing when healthy (Magento's health_check.php).
+
+    Then a 200 with a body is a failure too: with ``output_buffering=0`` (PHP's built-in
+    default) an error page printed before ``http_response_code(500)`` -- app/bootstrap.php's
+    "Autoload error" -- has already sent the headers, and FPM answers 200.
+    """
     name, sock = CHECKS["fastcgi"], r.get("socket", "?")
     if "error" in r:
         return Check(host, name, not fcgi, f"{sock}: {_connect_problem(r['error'], 'fcgi')} "
                      f"({r['error']})" + ("" if fcgi else "; not checked (fcgi=False)"))
     status, body, stderr = r.get("status"), r.get("body", ""), r.get("stderr", "")
-    if status == 200 and r.get("end"):
+    if status == 200 and r.get("end") and not (silent and body.strip()):
         return Check(host, name, True, f"{sock}: {script} answered {r.get('status_line')}")
     if status is None:
         why = (f"no answer within {TIMEOUT} s" if r.get("timed_out")
@@ -259,6 +268,9 @@ def _answer_check(host: str, r: dict, script: str, fcgi: bool) -> Check:
     if status == 404 and "Primary script unknown" in stderr:
         parts.append("PHP-FPM cannot see the file (chroot, another mount namespace, "
                      "permissions)")
+    if status == 200 and silent:
+        parts.append("it prints nothing when healthy: this is an error page sent before "
+                     "PHP could set the status (output_buffering=0)")
     if status == 500 and not body.strip() and not stderr.strip():
         parts.append("see the release's var/log (Magento logs why there)")
     return Check(host, name, False, "; ".join(parts))
