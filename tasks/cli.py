@@ -8,6 +8,7 @@ keeps Fabric's per-host meaning (``fab -H web1,web2 db-status`` asks each host).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -200,9 +201,13 @@ def run_deploy(hosts: list[Host], settings: Settings, options: dict[str, Any]) -
     if options.get("dry"):
         say(deploying.dry_run(settings, [h.name for h in hosts], options.get("ref")))
         return
+    if options.get("upgrade_mode"):
+        settings = dataclasses.replace(settings, upgrade_mode=settings_module.upgrade_mode(
+            options["upgrade_mode"], "--upgrade-mode"))
     show(deploying.deploy(hosts, settings, ref=options.get("ref"),
                           quiet=options.get("json", False),
-                          partial=options.get("partial", False)), options)
+                          partial=options.get("partial", False),
+                          maintenance=options.get("maintenance", False)), options)
 
 
 @task
@@ -218,10 +223,13 @@ def _deploy_collected(c: Context) -> None:
     "partial": "deploy to only some of DEPLOY_HOSTS on purpose (the others keep their release)",
     "json": "print only the summary, as one JSON object (for CI)",
     "verbose": "print every command before it runs",
+    "upgrade-mode": "maintenance or blue-green for this deploy (default DEPLOY_UPGRADE_MODE)",
+    "maintenance": "blue-green: keep the maintenance window all the same",
 })
 @clean_errors
 def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = False,
-           partial: bool = False, json: bool = False, verbose: bool = False) -> None:
+           partial: bool = False, json: bool = False, verbose: bool = False,
+           upgrade_mode: str | None = None, maintenance: bool = False) -> None:
     """Build a new release on every host in parallel, then switch all of them together.
 
     Steps: lock; fetch the code into releases/<id> (from a bare mirror on each host); link
@@ -229,15 +237,20 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
     setup:static-content:deploy with the release id's digits as content version. The primary
     host (DEPLOY_PRIMARY, default the first) asks Magento, from the new release, whether the
     database or config must move. No: `current` is switched on every host with zero
-    downtime. Yes: maintenance on (live and new release, every host), setup:upgrade
-    --keep-generated once, switch. Then OPcache flush on every host, cache:flush once,
-    maintenance off, old releases pruned. A failure before the switch leaves every host
-    on its old release. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS; --hosts naming only part
-    of DEPLOY_HOSTS is refused unless --partial. Called from your own task, deploy(c)
-    deploys at once: to c's host, a Group's hosts, or DEPLOY_HOSTS for a plain Context.
+    downtime. Yes: maintenance on (live and new release, every host), setup:upgrade --keep-
+    generated once, switch; with --upgrade-mode=blue-green (Magento 2.4.4+) the old release
+    keeps serving during setup:upgrade instead (docs/blue-green.md). Then OPcache flush on
+    every host, cache:flush once, maintenance off, old releases pruned. A failure before the
+    switch leaves every host on its old release. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS;
+    --hosts naming only part of DEPLOY_HOSTS is refused unless --partial. Called from your
+    own task, deploy(c) deploys at once: to c's host, a Group's hosts, or DEPLOY_HOSTS for a
+    plain Context.
     """
+    if upgrade_mode:
+        settings_module.upgrade_mode(upgrade_mode, "--upgrade-mode")  # refused before anything
     fleet_call(deploy, c, "deploy", run_deploy, ref=ref, dry=dry, quiet=quiet or json,
-               partial=partial, json=json, verbose=verbose and not json)
+               partial=partial, json=json, verbose=verbose and not json,
+               upgrade_mode=upgrade_mode, maintenance=maintenance)
 
 
 # -- the steps, one by one ----------------------------------------------------------------------

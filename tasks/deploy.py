@@ -20,7 +20,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from . import build, consumers, cron, lock, magento, opcache, release, ship, source, switch
+from . import (
+    bluegreen,
+    build,
+    consumers,
+    cron,
+    lock,
+    magento,
+    opcache,
+    release,
+    ship,
+    source,
+    switch,
+)
 from .hooks import Hook, HookContext, HookFailed, Hooks
 from .hosts import LOCAL, Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
@@ -262,6 +274,7 @@ class Deploy:
     operator_maintenance: set[str] = field(default_factory=set)
     flagged: list[Host] = field(default_factory=list)
     window_start: float = 0.0
+    maintenance: bool = False  # blue-green with the maintenance window all the same
 
     @classmethod
     def of_built(cls, hosts: list[Host], settings: Settings, rel: str) -> Deploy:
@@ -320,6 +333,10 @@ class Deploy:
             switch.check_current_is_link(host, s)
             check_shared_config(host, s)
             live = release.live_release(host, s)
+            if s.upgrade_mode == "blue-green":
+                bluegreen.env_php(s)
+                if live:  # the code that must keep serving while the database moves
+                    bluegreen.check_version(host, s, live)
             return live, opcache.choose(host, s), magento.maintenance_owner(host, s, live)
 
         if s.build == "local" and not shutil.which("rsync"):
@@ -399,21 +416,26 @@ class Deploy:
         return self.all(one, "ship")
 
     # -- phase 3 ---------------------------------------------------------------------------
-    def upgrade_database(self, config_pending: bool) -> None:
-        """Maintenance on everywhere (live + new release), ``setup:upgrade`` on the primary."""
+    def upgrade_database(self, config_pending: bool, maintenance: bool = True) -> None:
+        """Maintenance on everywhere (live + new release), ``setup:upgrade`` on the primary.
+
+        Without ``maintenance`` (blue/green) the live release keeps serving meanwhile.
+        """
         s, record = self.settings, self.record
         assert record is not None
-        self.window_start = time.monotonic()
-        # The operator's maintenance stays the operator's in the new release too.
-        results = on_all(self.hosts, lambda h: magento.maintenance_on(
-            h, s, self.releases_of(h),
-            by="" if h.name in self.operator_maintenance else f"deploy {self.release}"))
-        self.flagged = [h for h in self.hosts if h.name not in self.operator_maintenance]
-        if failures(results):
-            self.lift_maintenance(flush_failed=set())
-            raise_on_failures(results, "maintenance on")
+        if maintenance:
+            self.window_start = time.monotonic()
+            # The operator's maintenance stays the operator's in the new release too.
+            results = on_all(self.hosts, lambda h: magento.maintenance_on(
+                h, s, self.releases_of(h),
+                by="" if h.name in self.operator_maintenance else f"deploy {self.release}"))
+            self.flagged = [h for h in self.hosts if h.name not in self.operator_maintenance]
+            if failures(results):
+                self.lift_maintenance(flush_failed=set())
+                raise_on_failures(results, "maintenance on")
         record.setup_upgrade = True  # set before it runs: a failed upgrade still counts
         record.config_import = config_pending
+        record.blue_green = not maintenance
         self.write_records()
         try:
             with self.timeline.timed(self.primary.name, "setup:upgrade"):
@@ -427,6 +449,11 @@ class Deploy:
                     f"connection was lost or it timed out): it may still be running. The deploy "
                     f"lock stays, maintenance stays ON, `current` still points at the old "
                     f"release.\n{exc}\n{state_report(self.hosts, s)}") from exc
+            if not maintenance:
+                raise DeployError(
+                    f"{exc}\nsetup:upgrade failed in blue/green mode: the database may be "
+                    "HALF-UPGRADED while the old release keeps serving (no maintenance). Check "
+                    "the shop now; fix the cause, then deploy again.") from exc
             raise DeployError(
                 f"{exc}\nsetup:upgrade failed: the database may be HALF-UPGRADED, so maintenance "
                 f"stays ON on every host and `current` still points at the old release. Fix the "
@@ -440,6 +467,25 @@ class Deploy:
         Returns the hosts where it could not be lifted."""
         return failures(on_all(self.flagged, lambda h: magento.maintenance_off(
             h, self.settings, [self.release] if h.name in flush_failed else self.releases_of(h))))
+
+    def enable_blue_green(self) -> None:
+        """The flag in every host's shared env.php, then OPcache flushed where it changed:
+        with ``validate_timestamps=0`` PHP keeps the env.php it compiled."""
+        s = self.settings
+        changed = self.all(lambda h: bluegreen.enable(h, s), "blue-green flag")
+        hosts = [h for h in self.hosts if changed[h.name]]
+        if not hosts:
+            return
+        blind = [h.name for h in hosts if self.strategies[h.name] == "none"]
+        if blind:
+            raise DeployError(
+                f"deployment/blue_green/enabled was just set in env.php on {', '.join(blind)}, "
+                "but DEPLOY_OPCACHE=none cannot make PHP-FPM read it again: the old release "
+                "would refuse the new schema. Flush OPcache there (fab flush-opcache with a "
+                "strategy) and deploy again, or use DEPLOY_UPGRADE_MODE=maintenance")
+        self.all(lambda h: opcache.flush(h, s, self.strategies[h.name]), "OPcache flush")
+        self.summary.notes.append("deployment/blue_green/enabled set in env.php on "
+                                  f"{', '.join(h.name for h in hosts)}; OPcache flushed")
 
     # -- phase 5 ---------------------------------------------------------------------------
     def restart_consumers(self, problems: list[str]) -> None:
@@ -623,18 +669,19 @@ def database_guard(hosts: list[Host], settings: Settings) -> list[Host]:
 
 def deploy(hosts: list[Host], settings: Settings, *, ref: str | None = None,
            quiet: bool = False, partial: bool = False,
-           hooks: dict[str, list[Hook]] | None = None) -> Summary:
+           hooks: dict[str, list[Hook]] | None = None, maintenance: bool = False) -> Summary:
     """Deploy ``ref`` (default ``DEPLOY_BRANCH``) to all ``hosts`` as one release.
 
     ``partial``: allow ``hosts`` to be only part of ``DEPLOY_HOSTS`` (see :func:`left_out`).
     ``hooks``: functions to run at named points, ``{"after_switch": [purge]}`` (see
     :mod:`tasks.hooks`), besides ``DEPLOY_HOOK_*`` and ``@hook`` ones.
+    ``maintenance``: with ``upgrade_mode="blue-green"``, keep the maintenance window anyway.
     """
     ref = check_ref(ref) if ref else settings.branch
     hosts = distinct(hosts, settings)
     rel = release.new_release_id()
     d = Deploy(hosts, settings, ref, Timeline(quiet=quiet), rel, Summary(release=rel, ref=ref),
-               Hooks(settings, hooks or {}))
+               Hooks(settings, hooks or {}), maintenance=maintenance)
     primary_of(hosts, settings)
     left_out(hosts, settings, partial, d.summary)
     try:
@@ -687,11 +734,15 @@ def run_deploy(d: Deploy) -> None:
 def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
     """Phases 3 to 5; runs to the end even if Ctrl-C comes (see interrupts_deferred)."""
     pending = verdict.pending
-    d.summary.path = "maintenance" if pending else "zero-downtime"
+    blue_green = pending and d.settings.upgrade_mode == "blue-green"
+    window = pending and (not blue_green or d.maintenance)
+    d.summary.path = "maintenance" if window else "blue-green" if pending else "zero-downtime"
     with cron_paused(d, pending):
+        if blue_green:
+            d.enable_blue_green()
         if pending:
-            d.upgrade_database(verdict.config_pending)
-        switch_and_finish(d, pending)
+            d.upgrade_database(verdict.config_pending, maintenance=window)
+        switch_and_finish(d, window)
 
 
 @contextmanager
@@ -719,7 +770,11 @@ def cron_paused(d: Deploy, pending: bool) -> Iterator[None]:
 
 
 def switch_and_finish(d: Deploy, pending: bool) -> None:
-    """Phases 4 and 5: the switch on every host (or none), then everything after it."""
+    """Phases 4 and 5: the switch on every host (or none), then everything after it.
+
+    ``pending``: the database was upgraded under maintenance (which then stays on if the
+    switch fails: the old code must not serve the new schema).
+    """
     hosts, settings, rel = d.hosts, d.settings, d.release
     assert d.record is not None
     # Maintenance the operator had on stays on: the new release gets the flag too.

@@ -79,6 +79,7 @@ class ReleaseRecord:
     db_status: str = ""
     setup_upgrade: bool = False
     config_import: bool = False
+    blue_green: bool = False  # setup:upgrade ran while the old release served (no maintenance)
     maintenance_seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
     hosts: list[str] = field(default_factory=list)

@@ -92,6 +92,9 @@ class Summary:
         elif self.path == "maintenance":
             lines.append(f"path: maintenance window {self.maintenance_seconds:.2f} s "
                          f"(setup:upgrade {self.upgrade_seconds or 0:.2f} s)")
+        elif self.path == "blue-green":
+            lines.append(f"path: blue-green, setup:upgrade {self.upgrade_seconds or 0:.2f} s "
+                         "while the old release served, maintenance window 0 s")
         elif self.path:
             lines.append("path: zero-downtime (no database or config change), "
                          "maintenance window 0 s")

@@ -65,6 +65,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_ALLOW_ROOT": "",
     "DEPLOY_BUILD": "each",
     "DEPLOY_CRON_WAIT": "60",
+    "DEPLOY_UPGRADE_MODE": "maintenance",
     "DEPLOY_CONSUMERS_COMMAND": "",
     "DEPLOY_CONSUMERS_STOP_OLD": "",
     "DEPLOY_BUILD_DIR": "",
@@ -111,6 +112,7 @@ class Settings:
     build: str = "each"  # each: every host builds; local: the machine running fab, shipped
     build_dir: str = ""  # the builder's folder for DEPLOY_BUILD=local ("" = under ~/.cache)
     cron_wait: int = 60  # seconds a schema deploy waits for running cron:run to finish
+    upgrade_mode: str = "maintenance"  # or "blue-green" (Magento 2.4.4+, see bluegreen.py)
     consumers_command: str = ""  # run in current on every host after the switch
     consumers_stop_old: bool = False  # SIGTERM consumers on an old release that ignore the pill
     hooks: Mapping[str, str] = field(default_factory=dict)  # point -> DEPLOY_HOOK_* command
@@ -356,11 +358,20 @@ def load(
         build=_build(raw),
         build_dir=_build_dir(raw),
         cron_wait=_positive_int(raw, "DEPLOY_CRON_WAIT", minimum=0),  # type: ignore[arg-type]
+        upgrade_mode=upgrade_mode(raw["DEPLOY_UPGRADE_MODE"]),
         consumers_command=raw["DEPLOY_CONSUMERS_COMMAND"].strip(),
         consumers_stop_old=_choice(raw, "DEPLOY_CONSUMERS_STOP_OLD", ("0", "1")) == "1",
         hooks={p: raw[f"DEPLOY_HOOK_{p.upper()}"].strip() for p in HOOK_POINTS
                if raw[f"DEPLOY_HOOK_{p.upper()}"].strip()},
     )
+
+
+UPGRADE_MODES = ("maintenance", "blue-green")
+
+
+def upgrade_mode(value: str, key: str = "DEPLOY_UPGRADE_MODE") -> str:
+    """How a schema release is applied: ``maintenance`` or ``blue-green``."""
+    return _choice({key: value.strip() or "maintenance"}, key, UPGRADE_MODES)
 
 
 def _build(raw: dict) -> str:

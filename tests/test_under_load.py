@@ -16,6 +16,7 @@ against the window the tool itself reports (plus a generous margin for request l
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -230,3 +231,31 @@ def test_rollback_under_load_serves_the_previous_release(web_rig1: Rig) -> None:
     assert refused.load.failed() == [], refused.load.summary()
     assert set(refused.load.labels()["web1"]) == {"C"}, refused.load.summary()
     assert_no_broken_static_assets(refused, web_rig1, "C")
+
+
+def test_blue_green_schema_release_under_load(web_rig3: Rig) -> None:
+    """An additive schema release with DEPLOY_UPGRADE_MODE=blue-green: the flag is set in
+    every host's env.php (OPcache flushed so PHP reads it), setup:upgrade runs while the
+    old release keeps serving, no 503 and no 500 anywhere."""
+    rig = web_rig3
+    shop = Shop(rig, label="A")  # env.php without the flag
+    shop.deploy(opcache="fcgi")
+    shop.commit(label="B", modules={"Shop_Catalog": "1.1.0"})
+    shop.faults(rig.host("web1"), {"setup:upgrade": {"sleep": 2.0}})
+    run = under_load(rig, lambda: shop.deploy(opcache="fcgi", upgrade_mode="blue-green"))
+    load = run.load
+    assert run.summary.path == "blue-green", run.summary.text()
+    assert run.summary.maintenance_seconds is None
+    assert load.maintenance() == [], load.summary()
+    assert load.failed() == [], load.summary()
+    t0, t1 = upgrade_interval(shop, rig.hosts[0])
+    for host in rig.hosts:
+        during = load.within(t0, t1, host.name)
+        assert during and {s.label for s in during} == {"A"}, [str(s) for s in during][:10]
+        env_php = host.inside("/srv/shop/shared/app/etc/env.php").read_text()
+        assert "'blue_green' =>" in env_php and "'enabled' => true" in env_php
+    assert_no_broken_static_assets(run, rig, "B")
+    assert load.stale_after(run.done, "A") == [], load.summary()
+    record = json.loads(rig.host("web2").inside(
+        f"/srv/shop/history/{run.summary.release}.json").read_text())
+    assert record["setup_upgrade"] and record["blue_green"]
