@@ -554,6 +554,28 @@ class HealthReport:
                 "host_header": self.params.host_header, "hosts": hosts}
 
 
+def record_summary(record: Mapping[str, Any] | None) -> str:
+    """A release record's ``health`` entry in a few words, for ``fab releases``:
+    ``ok``, ``skipped``, ``not checked`` (older records) or ``FAILED: web1 / 500, ...``."""
+    if not record:
+        return "not checked"
+    if record.get("skipped"):
+        return "skipped"
+    if record.get("ok"):
+        return "ok"
+    bad = []
+    for host, entry in sorted(record.get("hosts", {}).items()):
+        if entry.get("error"):
+            bad.append(f"{host} check did not run")
+        for path, counts in entry.get("paths", {}).items():
+            first = counts.get("first_failure")
+            if first:
+                bad.append(f"{host} {path} {first['status'] or 'no answer'}")
+            elif counts.get("answers") != counts.get("expected"):
+                bad.append(f"{host} {path} incomplete")
+    return "FAILED: " + ", ".join(bad or ["unknown"])
+
+
 def _path_line(p: PathHealth) -> str:
     if p.ok:
         return f"{p.answers}/{p.expected} answers 2xx"
@@ -618,4 +640,5 @@ def check(hosts: Iterable[Host], params: HealthParams) -> HealthReport:
 
 
 __all__ = ["Answer", "HealthError", "HealthParams", "HealthReport", "HostHealth", "PathHealth",
-           "check", "check_host", "parse_base_urls", "parse_output", "remote_command", "targets"]
+           "check", "check_host", "parse_base_urls", "parse_output", "record_summary",
+           "remote_command", "targets"]

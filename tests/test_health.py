@@ -298,6 +298,8 @@ def test_parse_keeps_each_failing_answer_with_its_body_excerpt() -> None:
     assert (timeout.status, timeout.exit) == (0, 28)
     assert timeout.describe() == "no answer (curl: (28) timed out)"
     report = HealthReport(CHECKED, {"web2": host})
+    assert health.record_summary(report.as_record()) == (
+        "FAILED: web2 / 503, web2 /health_check.php no answer")
     assert report.problem() == ('web2 /: HTTP 503 "Service Temporarily Unavailable"; '
                                 "web2 /health_check.php: no answer (curl: (28) timed out)")
 
@@ -340,7 +342,10 @@ def test_lines_and_record() -> None:
         "hosts": {"web1": {"ok": True, "client": "curl", "paths": {
             "/": {"answers": 3, "expected": 3, "failed": 0},
             "/health_check.php": {"answers": 3, "expected": 3, "failed": 0}}}}}
+    assert health.record_summary(ok.as_record()) == "ok"
+    assert health.record_summary(None) == "not checked"
     skipped = HealthParams(paths=())
+    assert health.record_summary(health.check([], skipped).as_record()) == "skipped"
     assert health.check([], skipped).ok
     assert health.check([], skipped).as_record() == {"ok": True, "skipped": True}
 
