@@ -180,12 +180,24 @@ def assert_unchanged_files_are_hard_links(fleet: Fleet, old: str, new: str) -> N
             assert (after.st_ino, after.st_nlink > 1) == (before.st_ino, True), (host.name, sub)
 
 
-def assert_every_host_on(fleet: Fleet, run: object, release: str, label: str) -> None:
+def assert_live_after_every_host_received(fleet: Fleet, run: Run, label: str,
+                                          release: str) -> None:
+    """No host served ``label`` before every host had the release whole: the first answer
+    of ``label`` anywhere ended after the last host made the release's shared links (the
+    last step of its ship, after the digest check; the link's own mtime, wall clock)."""
+    linked = [os.lstat(fleet.shop.release_path(h, release, "app/etc/env.php")).st_mtime
+              for h in fleet.rig.hosts]
+    new_ends = [s.t_end for s in run.load.samples if s.label == label]
+    assert new_ends, run.load.summary()
+    assert min(new_ends) > max(linked), (min(new_ends), max(linked))
+
+
+def assert_every_host_on(fleet: Fleet, run: Run, release: str, label: str) -> None:
     """`current` is ``release`` everywhere and the last page each host served is ``label``."""
-    labels = run.load.labels()  # type: ignore[attr-defined]
+    labels = run.load.labels()
     for host in fleet.rig.hosts:
         assert fleet.shop.live(host) == release, host.name
-        assert labels[host.name][-1] == label, run.load.summary()  # type: ignore[attr-defined]
+        assert labels[host.name][-1] == label, run.load.summary()
 
 
 # --------------------------------------------------------------------------- deploys
@@ -207,6 +219,7 @@ def test_code_only_release_built_once_under_load(fleet: Fleet) -> None:
     assert_static_version_is_the_deployed_one(shop, run)
     assert load.stale_after(run.done, old) == [], load.summary()
     assert_every_host_on(fleet, run, summary.release, "B")
+    assert_live_after_every_host_received(fleet, run, "B", summary.release)
 
     assert summary.built_once_seconds is not None
     assert_composer_ran_on_the_builder_only(fleet, composer_before)
@@ -241,6 +254,7 @@ def test_schema_release_built_once_under_load(fleet: Fleet) -> None:
     assert_static_version_is_the_deployed_one(shop, run)
     assert load.stale_after(run.done, old) == [], load.summary()
     assert_every_host_on(fleet, run, summary.release, "C")
+    assert_live_after_every_host_received(fleet, run, "C", summary.release)
     assert load.started_at is not None
     upgrades = [h.name for h in rig.hosts for e in shop.log(h)
                 if e["cmd"] == "setup:upgrade" and e["t_start"] >= load.started_at]
