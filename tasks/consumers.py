@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .hosts import Host, q
+from .hosts import Host, on_all, q
 from .settings import Settings
 
 START = "queue:consumers:start"
@@ -291,13 +291,18 @@ def restart(primary: Host, hosts: list[Host], settings: Settings, *, command: st
     whether a failed restart fails the deploy (the switch is done by then).
     """
     pill = poison_pill(primary, settings)
-    reports = {}
-    for host in hosts:
+
+    def one(host: Host) -> ConsumersReport:
         ran = run_command(host, settings, command) if command else ""
         report = check(host, settings)
         report.pill = pill if host is primary else ""
         report.command = ran
         if stop_old:
             report.stopped = stop(host, report.old)
-        reports[host.name] = report
-    return reports
+        return report
+
+    reports = on_all(hosts, one)
+    for result in reports.values():
+        if isinstance(result, BaseException):
+            raise result
+    return reports  # type: ignore[return-value]

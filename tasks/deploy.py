@@ -518,13 +518,13 @@ class Deploy:
         assert record is not None
         problems, flush_failed = flush_caches(self.hosts, s, self.strategies, summary,
                                               self.release, self.timeline)
-        self.restart_consumers(problems)
         for name, exc in self.lift_maintenance(flush_failed).items():
             problems.append(f"maintenance could not be lifted on {name} ({exc}): the shop "
                             f"answers 503 there; run `fab maintenance-off --hosts={name}`")
         if self.window_start and self.flagged:
             summary.maintenance_seconds = time.monotonic() - self.window_start
             record.maintenance_seconds = round(summary.maintenance_seconds, 3)
+        self.restart_consumers(problems)  # after the window: it never lengthens it
         record.status, record.finished = LIVE, release.utc_now()
         record.note = "\n".join(problems)[:2000]
 
