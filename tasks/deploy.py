@@ -25,6 +25,7 @@ from . import (
     build,
     consumers,
     cron,
+    health,
     lock,
     magento,
     opcache,
@@ -508,6 +509,52 @@ class Deploy:
                     f"{report.host}: a queue consumer keeps running old code (it ignores the "
                     "poison pill): set DEPLOY_CONSUMERS_STOP_OLD=1 or DEPLOY_CONSUMERS_COMMAND")
 
+    def check_health(self, problems: list[str]) -> None:
+        """Request ``DEPLOY_HEALTH_PATHS`` on every host for ``DEPLOY_HEALTH_WINDOW``.
+
+        A failure reverts every host to its previous release when that is safe (the
+        database did not move, or moved in blue/green mode) and raises; otherwise the
+        release stays and the failure is a problem of the deploy, with why.
+        """
+        s, record = self.settings, self.record
+        assert record is not None
+        if not s.health_paths:
+            return
+        with self.timeline.timed("all", "health check"):
+            report = health.check(self.hosts, health.HealthParams.from_settings(s))
+        record.health = report.as_record()
+        self.summary.notes += report.lines()
+        if report.ok:
+            return
+        failed = f"health check failed after the switch: {report.problem()}"
+        if record.setup_upgrade and not record.blue_green:
+            problems.append(f"{failed}. NOT reverted: this release ran setup:upgrade under "
+                            "maintenance, the previous code would meet the new schema. Fix "
+                            "forward (or restore the database, then `fab rollback --force`).")
+            return
+        if not all(self.live.values()):
+            problems.append(f"{failed}. NOT reverted: a host had no release before.")
+            return
+        raise DeployError(f"{failed}\n{self.revert(failed)}")
+
+    def revert(self, why: str) -> str:
+        """Put every host back on the release it served before, flush, record the new
+        release as failed; say what each host serves now."""
+        s, record = self.settings, self.record
+        assert record is not None
+        errors = failures(on_all(self.hosts, lambda h: switch.point_current(
+            h, s, self.live[h.name])))  # type: ignore[arg-type]
+        flush_problems: list[str] = []
+        if not errors:
+            flush_problems, _ = flush_caches(self.hosts, s, self.strategies, self.summary,
+                                             self.live[self.primary.name] or "", self.timeline)
+        record.status, record.finished = FAILED, release.utc_now()
+        record.note = f"reverted: {why}"[:2000]
+        on_all(self.hosts, lambda h: release.write_record(h, s, record))
+        lines = ["REVERTED: every host is back on the release it served before" if not errors
+                 else f"could NOT switch back {', '.join(errors)}: flush and check them by hand"]
+        return "\n".join(lines + flush_problems + [state_report(self.hosts, s)])
+
     def finish(self) -> None:
         """After the switch: OPcache, cache, maintenance off, records, pruning.
 
@@ -525,6 +572,7 @@ class Deploy:
             summary.maintenance_seconds = time.monotonic() - self.window_start
             record.maintenance_seconds = round(summary.maintenance_seconds, 3)
         self.restart_consumers(problems)  # after the window: it never lengthens it
+        self.check_health(problems)
         record.status, record.finished = LIVE, release.utc_now()
         record.note = "\n".join(problems)[:2000]
 

@@ -80,6 +80,7 @@ class ReleaseRecord:
     setup_upgrade: bool = False
     config_import: bool = False
     blue_green: bool = False  # setup:upgrade ran while the old release served (no maintenance)
+    health: dict | None = None  # the post-switch health check (tasks/health.py), if any
     maintenance_seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
     hosts: list[str] = field(default_factory=list)

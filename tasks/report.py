@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from .health import record_summary
 from .hosts import say
 from .release import Releases, epoch
 
@@ -137,7 +138,7 @@ def _age_of(when: float | None) -> str:
 def releases_table(present: Releases, records: dict, live: str | None) -> str:
     """A text table of the releases on a host, newest deploy first (records of pruned ones
     left out), then the folders in ``releases/`` that are not releases."""
-    rows = [("", "release", "commit", "age", "status", "schema")]
+    rows = [("", "release", "commit", "age", "status", "schema", "health")]
     for rel in reversed(present.ordered):
         rec = records.get(rel)
         rows.append((
@@ -145,6 +146,7 @@ def releases_table(present: Releases, records: dict, live: str | None) -> str:
             _age(rec.started) if rec else _age_of(present.mtimes.get(rel)),
             ("live" if rel == live else rec.status) if rec else "no record",
             ("CHANGED" if rec.schema_changed else "-") if rec else "?",
+            record_summary(rec.health) if rec else "",
         ))
     if len(rows) == 1:
         table = "  (no releases)"

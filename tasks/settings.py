@@ -66,6 +66,12 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_BUILD": "each",
     "DEPLOY_CRON_WAIT": "60",
     "DEPLOY_UPGRADE_MODE": "maintenance",
+    "DEPLOY_HEALTH_PATHS": "/ /health_check.php",
+    "DEPLOY_HEALTH_BASE_URL": "http://127.0.0.1",
+    "DEPLOY_HEALTH_HOST": "",
+    "DEPLOY_HEALTH_WINDOW": "10",
+    "DEPLOY_HEALTH_INTERVAL": "1",
+    "DEPLOY_HEALTH_TIMEOUT": "5",
     "DEPLOY_CONSUMERS_COMMAND": "",
     "DEPLOY_CONSUMERS_STOP_OLD": "",
     "DEPLOY_BUILD_DIR": "",
@@ -113,6 +119,14 @@ class Settings:
     build_dir: str = ""  # the builder's folder for DEPLOY_BUILD=local ("" = under ~/.cache)
     cron_wait: int = 60  # seconds a schema deploy waits for running cron:run to finish
     upgrade_mode: str = "maintenance"  # or "blue-green" (Magento 2.4.4+, see bluegreen.py)
+    # After the switch (tasks/health.py): () = no check.
+    health_paths: tuple[str, ...] = ()
+    health_base_url: str = "http://127.0.0.1"
+    health_base_urls: Mapping[str, str] = field(default_factory=dict)  # host name -> URL
+    health_host: str = ""
+    health_window: float = 10.0
+    health_interval: float = 1.0
+    health_timeout: float = 5.0
     consumers_command: str = ""  # run in current on every host after the switch
     consumers_stop_old: bool = False  # SIGTERM consumers on an old release that ignore the pill
     hooks: Mapping[str, str] = field(default_factory=dict)  # point -> DEPLOY_HOOK_* command
@@ -359,11 +373,45 @@ def load(
         build_dir=_build_dir(raw),
         cron_wait=_positive_int(raw, "DEPLOY_CRON_WAIT", minimum=0),  # type: ignore[arg-type]
         upgrade_mode=upgrade_mode(raw["DEPLOY_UPGRADE_MODE"]),
+        **_health(raw, hosts),
         consumers_command=raw["DEPLOY_CONSUMERS_COMMAND"].strip(),
         consumers_stop_old=_choice(raw, "DEPLOY_CONSUMERS_STOP_OLD", ("0", "1")) == "1",
         hooks={p: raw[f"DEPLOY_HOOK_{p.upper()}"].strip() for p in HOOK_POINTS
                if raw[f"DEPLOY_HOOK_{p.upper()}"].strip()},
     )
+
+
+def _health(raw: dict, hosts: tuple[str, ...]) -> dict:
+    """``DEPLOY_HEALTH_*``, checked by the health check's own rules (tasks/health.py), so a
+    value accepted here is one the check can run. ``DEPLOY_HEALTH_PATHS=none``: no check."""
+    # Imported here: health imports hosts, which imports this module.
+    from .health import DEFAULT_PATHS, HealthError, HealthParams, parse_base_urls
+
+    value = raw["DEPLOY_HEALTH_PATHS"].strip()
+    paths = () if value == "none" else tuple(value.split()) or DEFAULT_PATHS
+    seconds = {}
+    for key in ("DEPLOY_HEALTH_WINDOW", "DEPLOY_HEALTH_INTERVAL", "DEPLOY_HEALTH_TIMEOUT"):
+        text = raw[key].strip()
+        if not re.fullmatch(r"\d{1,6}(\.\d{1,3})?", text):
+            raise SettingsError(f"{key}={text[:20]!r}: must be seconds like 10 or 0.5")
+        seconds[key] = float(text)
+    try:
+        base_url, base_urls = parse_base_urls(raw["DEPLOY_HEALTH_BASE_URL"])
+        params = HealthParams(paths=paths, base_url=base_url, base_urls=base_urls,
+                              host_header=raw["DEPLOY_HEALTH_HOST"].strip(),
+                              window_seconds=seconds["DEPLOY_HEALTH_WINDOW"],
+                              interval=seconds["DEPLOY_HEALTH_INTERVAL"],
+                              request_timeout=seconds["DEPLOY_HEALTH_TIMEOUT"])
+    except HealthError as exc:
+        raise SettingsError(str(exc)) from exc
+    unknown = sorted(set(base_urls) - set(hosts)) if hosts else []
+    if unknown:
+        raise SettingsError(f"DEPLOY_HEALTH_BASE_URL: {', '.join(unknown)} not in "
+                            f"DEPLOY_HOSTS {list(hosts)}")
+    return {"health_paths": params.paths, "health_base_url": params.base_url,
+            "health_base_urls": dict(params.base_urls), "health_host": params.host_header,
+            "health_window": params.window_seconds, "health_interval": params.interval,
+            "health_timeout": params.request_timeout}
 
 
 UPGRADE_MODES = ("maintenance", "blue-green")

@@ -1041,6 +1041,15 @@ class Rig:
         env["DEPLOY_HOSTS"] = ",".join(h.name for h in self.hosts)
         if any(h.daemon_pid("fpm") for h in self.hosts):
             env["DEPLOY_FPM_SOCKET"] = FPM_SOCKET
+        # The post-switch health check needs each host's nginx (its own address and port);
+        # without web servers there is nothing to check. A short window keeps tests quick.
+        web = [h for h in self.hosts if h.http_port and h.daemon_pid("nginx")]
+        if web:
+            env["DEPLOY_HEALTH_BASE_URL"] = " ".join(
+                f"{h.name}=http://{h.address}:{h.http_port}" for h in web)
+            env["DEPLOY_HEALTH_WINDOW"], env["DEPLOY_HEALTH_INTERVAL"] = "1", "0.5"
+        else:
+            env["DEPLOY_HEALTH_PATHS"] = "none"
         env["MAGERIG_SSH_CONFIG"] = str(self.ssh_config)
         for key, value in settings.items():
             name = key if key.isupper() else f"DEPLOY_{key.upper()}"

@@ -72,7 +72,7 @@ def failed_statuses(report: HealthReport) -> dict[tuple[str, str], set[int]]:
 def test_a_good_release_is_healthy_on_every_host(web_rig3: Rig) -> None:
     web_rig3.start_web(extra_locations=HOST_PROBE)
     shop = Shop(web_rig3)
-    shop.deploy(opcache="fcgi")
+    shop.deploy(opcache="fcgi", health_paths="none")  # the check under test runs below
     checked = params(web_rig3, paths=("/", "/health_check.php", "/host-probe"))
     report = health.check(shop.hosts(), checked)
     assert report.ok, "\n".join(report.lines())
@@ -95,7 +95,7 @@ def test_a_release_whose_storefront_answers_500_fails_naming_host_path_status(
         web_rig1: Rig) -> None:
     shop = Shop(web_rig1)
     shop.commit(files={"app/code/Shop/Catalog/Label.php": BROKEN_LABEL})
-    shop.deploy(opcache="fcgi")
+    shop.deploy(opcache="fcgi", health_paths="none")  # the check under test runs below
     report = health.check(shop.hosts(), params(web_rig1))
     assert not report.ok
     assert failed_statuses(report) == {("web1", "/"): {500}}
@@ -112,7 +112,7 @@ def test_a_release_whose_storefront_answers_500_fails_naming_host_path_status(
 @pytest.mark.real_hosts(web=True)
 def test_a_host_whose_nginx_is_stopped_fails_with_a_connection_error(web_rig3: Rig) -> None:
     shop = Shop(web_rig3)
-    shop.deploy(opcache="fcgi")
+    shop.deploy(opcache="fcgi", health_paths="none")  # the check under test runs below
     checked = params(web_rig3)  # web2's address and port, taken while nginx listens
     web_rig3.host("web2").stop_web()
     report = health.check(shop.hosts(), checked)
@@ -132,7 +132,7 @@ def test_a_host_whose_nginx_is_stopped_fails_with_a_connection_error(web_rig3: R
 def test_a_page_that_starts_failing_in_the_middle_of_the_window_is_caught(
         web_rig1: Rig) -> None:
     shop = Shop(web_rig1)
-    shop.deploy(opcache="fcgi")
+    shop.deploy(opcache="fcgi", health_paths="none")  # the check under test runs below
     host = web_rig1.host("web1")
     access_log = host.inside("/srv/log/nginx-access.log")
     offset = access_log.stat().st_size
@@ -167,7 +167,7 @@ def wait_for_request(log: Path, offset: int, needle: str) -> None:
 @pytest.mark.real_hosts(web=True)
 def test_without_curl_php_asks_instead(web_rig1: Rig) -> None:
     shop = Shop(web_rig1)
-    shop.deploy(opcache="fcgi")
+    shop.deploy(opcache="fcgi", health_paths="none")  # the check under test runs below
     host = web_rig1.host("web1")
     hide_curl(host)
     report = health.check(shop.hosts(), params(web_rig1))

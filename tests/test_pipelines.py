@@ -587,7 +587,8 @@ def runner(rig3, tmp_path) -> Runner:
     (checkout / "fabfile.py").write_text("from fabric_magento_deploy import ns  # noqa: F401\n")
     hosts = ",".join(f"{rig3.user}@{h.address}:{h.ssh_port}" for h in rig3.hosts)
     (checkout / ".env.production").write_text(
-        f"DEPLOY_PATH={rig3.deploy_path}\nDEPLOY_HOSTS={hosts}\nDEPLOY_OPCACHE=none\n")
+        f"DEPLOY_PATH={rig3.deploy_path}\nDEPLOY_HOSTS={hosts}\nDEPLOY_OPCACHE=none\n"
+        "DEPLOY_HEALTH_PATHS=none\n")  # the rig runs sshd only: no web server to ask
     scanned = [subprocess.run(["ssh-keyscan", "-p", str(h.ssh_port), h.address], text=True,
                               capture_output=True, timeout=30, check=True).stdout
                for h in rig3.hosts]

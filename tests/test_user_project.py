@@ -83,6 +83,7 @@ def make_project(shop: Shop, path: Path) -> None:
         DEPLOY_REPO={shop.repo}
         DEPLOY_PATH={shop.rig.deploy_path}
         DEPLOY_OPCACHE=none
+        DEPLOY_HEALTH_PATHS=none
         DEPLOY_KEEP_RELEASES=3
         """))
     (path / ".env.staging").write_text(

@@ -1,0 +1,65 @@
+"""The post-switch health check (DEPLOY_HEALTH_PATHS on every host, tasks/health.py) and
+the automatic revert: a release whose storefront answers 500 after the switch goes back
+out on every host, unless it moved the database under maintenance (then it stays, said
+loudly)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from load import HttpLoad
+from rig import Rig
+from scenario import Shop
+
+from fabric_magento_deploy.deploy import DeployError
+
+pytestmark = pytest.mark.real_hosts(web=True)
+
+# Fatal only for a web request: every build step (which loads the file from the CLI) passes.
+BROKEN_LABEL = ("<?php\nreturn PHP_SAPI === 'cli' ? 'label'"
+                " : \\Shop\\Catalog\\render_label();\n")
+LABEL = "app/code/Shop/Catalog/Label.php"
+
+
+def record(rig: Rig, release: str) -> dict:
+    return json.loads(rig.hosts[-1].inside(f"/srv/shop/history/{release}.json").read_text())
+
+
+def test_a_release_answering_500_is_reverted_on_every_host(web_rig3: Rig) -> None:
+    shop = Shop(web_rig3, label="A")
+    good = shop.deploy(opcache="fcgi").release
+    assert record(web_rig3, good)["health"]["ok"] is True
+    shop.commit(files={LABEL: BROKEN_LABEL})
+    with HttpLoad({h.name: h.url() for h in web_rig3.hosts}) as load:
+        with pytest.raises(DeployError) as failed:
+            shop.deploy(opcache="fcgi")
+        load.wait_after(time.time())  # pages started after the revert, on every host
+    message = str(failed.value)
+    assert "health check failed after the switch" in message and "HTTP 500" in message
+    assert "REVERTED" in message
+    assert {shop.live(h) for h in web_rig3.hosts} == {good}
+    bad = [r for r in shop.releases(web_rig3.hosts[0]) if r != good][-1]
+    assert record(web_rig3, bad)["status"] == "failed"
+    assert record(web_rig3, bad)["health"]["ok"] is False
+    assert record(web_rig3, good)["status"] == "live"
+    for host in web_rig3.hosts:
+        assert load.labels()[host.name][-1] == "A", load.summary()  # serving A again
+    assert load.failed(), "the broken release was live for a moment: the check saw it"
+    listed = shop.fab("releases")
+    assert "FAILED" in listed.stdout, listed.stdout
+
+
+def test_a_schema_release_answering_500_is_kept_and_said_loudly(web_rig1: Rig) -> None:
+    shop = Shop(web_rig1, label="A")
+    shop.deploy(opcache="fcgi")
+    shop.commit(files={LABEL: BROKEN_LABEL}, modules={"Shop_Catalog": "1.1.0"})
+    with pytest.raises(DeployError) as failed:
+        shop.deploy(opcache="fcgi")
+    message = str(failed.value)
+    assert "THE RELEASE IS LIVE, BUT" in message and "NOT reverted" in message
+    assert "ran setup:upgrade under maintenance" in message
+    [host] = web_rig1.hosts
+    live = shop.live(host)
+    assert record(web_rig1, live)["health"]["ok"] is False
