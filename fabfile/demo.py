@@ -59,7 +59,7 @@ def make_sandbox(root: Path) -> dict[str, str]:
         "DEPLOY_PATH": str(site), "DEPLOY_REPO": str(repo), "DEPLOY_HOSTS": "local",
         "DEPLOY_PHP": "sh", "DEPLOY_COMPOSER": "sh bin/composer-standin",
         "DEPLOY_OPCACHE": "none", "DEPLOY_KEEP_RELEASES": "3",
-        "DEPLOY_HEALTH_PATHS": "none",  # no web server in the sandbox
+        "DEPLOY_HEALTH_PATHS": "none", "DEPLOY_VERIFY_PATH": "none",  # no web server, no FPM
         "DEPLOY_ALLOW_ROOT": "1",  # a sandbox of the caller's own: root or not, it is theirs
     }
 

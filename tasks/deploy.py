@@ -33,6 +33,7 @@ from . import (
     ship,
     source,
     switch,
+    verify,
 )
 from .hooks import Hook, HookContext, HookFailed, Hooks
 from .hosts import LOCAL, Host, StepFailed, distinct, failures, on_all, q, say
@@ -754,6 +755,10 @@ def run_deploy(d: Deploy) -> None:
                                      static_version=build.static_version(rel))
             try:
                 d.build_everywhere()
+                with d.timeline.timed("all", "verify"):
+                    checks = verify.verify(hosts, settings, rel, path=settings.verify_path,
+                                           fcgi=settings.opcache in ("auto", "fcgi"))
+                verify.raise_for(checks, rel)
                 d.hook("before_database")
                 with d.timeline.timed(d.primary.name, "db status"):
                     verdict = magento.db_status(d.primary, settings, rel)

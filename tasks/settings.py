@@ -66,6 +66,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_BUILD": "each",
     "DEPLOY_CRON_WAIT": "60",
     "DEPLOY_UPGRADE_MODE": "maintenance",
+    "DEPLOY_VERIFY_PATH": "pub/health_check.php",
     "DEPLOY_HEALTH_PATHS": "/ /health_check.php",
     "DEPLOY_HEALTH_BASE_URL": "http://127.0.0.1",
     "DEPLOY_HEALTH_HOST": "",
@@ -119,6 +120,8 @@ class Settings:
     build_dir: str = ""  # the builder's folder for DEPLOY_BUILD=local ("" = under ~/.cache)
     cron_wait: int = 60  # seconds a schema deploy waits for running cron:run to finish
     upgrade_mode: str = "maintenance"  # or "blue-green" (Magento 2.4.4+, see bluegreen.py)
+    verify_path: str = "pub/health_check.php"  # run by each host's PHP-FPM before the switch
+    # ("" = DEPLOY_VERIFY_PATH=none: no FastCGI request, the other checks still run)
     # After the switch (tasks/health.py): () = no check.
     health_paths: tuple[str, ...] = ()
     health_base_url: str = "http://127.0.0.1"
@@ -373,6 +376,7 @@ def load(
         build_dir=_build_dir(raw),
         cron_wait=_positive_int(raw, "DEPLOY_CRON_WAIT", minimum=0),  # type: ignore[arg-type]
         upgrade_mode=upgrade_mode(raw["DEPLOY_UPGRADE_MODE"]),
+        verify_path=_verify_path(raw),
         **_health(raw, hosts),
         consumers_command=raw["DEPLOY_CONSUMERS_COMMAND"].strip(),
         consumers_stop_old=_choice(raw, "DEPLOY_CONSUMERS_STOP_OLD", ("0", "1")) == "1",
@@ -412,6 +416,13 @@ def _health(raw: dict, hosts: tuple[str, ...]) -> dict:
             "health_base_urls": dict(params.base_urls), "health_host": params.host_header,
             "health_window": params.window_seconds, "health_interval": params.interval,
             "health_timeout": params.request_timeout}
+
+
+def _verify_path(raw: dict) -> str:
+    from .verify import check_path  # verify imports settings: import here, not at the top
+
+    value = raw["DEPLOY_VERIFY_PATH"].strip() or "pub/health_check.php"
+    return "" if value == "none" else check_path(value)
 
 
 UPGRADE_MODES = ("maintenance", "blue-green")

@@ -144,7 +144,7 @@ def command(settings: Settings, release: str, token: str, *, path: str = DEFAULT
     root = q(settings.release_dir(release))
     php = settings.php  # verbatim, like every bin/magento call (it may carry -d options)
     magento = f"{php} bin/magento"
-    job = q(json.dumps(fcgi_job(settings, release, path)))
+    job = q(json.dumps(fcgi_job(settings, release, path or DEFAULT_PATH)))
     client = (f"{php} -d display_errors=stderr -- {job} <<'VERIFY_FCGI_EOF'\n{CLIENT}\n"
               "VERIFY_FCGI_EOF")
     bodies = {
@@ -154,6 +154,8 @@ def command(settings: Settings, release: str, token: str, *, path: str = DEFAULT
         "static": "cat pub/static/deployed_version.txt",
         "fastcgi": client,
     }
+    if not path:  # DEPLOY_VERIFY_PATH=none: no request through PHP-FPM
+        del bodies["fastcgi"]
     missing = (f"printf '\\n@@%s begin {RELEASE}\\n%s\\n@@%s end {RELEASE} 1\\n' {token} "
                f"{q('no such folder: ' + settings.release_dir(release))} {token}; exit 0")
     return (f"cd {root} 2>/dev/null || {{ {missing}; }}\n"
@@ -276,7 +278,8 @@ def _answer_check(host: str, r: dict, script: str, fcgi: bool, silent: bool) -> 
     return Check(host, name, False, "; ".join(parts))
 
 
-def parse(host: str, output: str, token: str, job: dict, *, fcgi: bool = True) -> list[Check]:
+def parse(host: str, output: str, token: str, job: dict | None, *,
+          fcgi: bool = True) -> list[Check]:
     """Every per-host :class:`Check` from the command's output (missing sections fail)."""
     found = sections(output, token)
     if RELEASE in found:
@@ -285,6 +288,8 @@ def parse(host: str, output: str, token: str, job: dict, *, fcgi: bool = True) -
               "static": static_check}
     checks: list[Check] = []
     for key, name in CHECKS.items():
+        if key == "fastcgi" and job is None:
+            continue
         if key not in found:
             checks.append(Check(host, name, False, "no result: the command stopped before this "
                                                     f"check ({_tail(output, 3) or 'no output'})"))
@@ -342,14 +347,15 @@ def verify_host(host: Host, settings: Settings, release: str, *, path: str = DEF
         return [Check(host.name, RUN, False, str(exc).splitlines()[0]
                       + (f": {_tail(exc.output, 3)}" if exc.output.strip() else ""))]
     return parse(host.name, result.stdout + result.stderr, token,
-                 fcgi_job(settings, release, path), fcgi=fcgi)
+                 fcgi_job(settings, release, path) if path else None, fcgi=fcgi)
 
 
 def verify(hosts: list[Host], settings: Settings, release: str, *, path: str = DEFAULT_PATH,
            fcgi: bool = True) -> list[Check]:
     """Verify ``release`` on every host at once, then compare the hosts (see the module
     docstring). Returns every check; :func:`raise_for` turns failures into an error."""
-    check_path(path)
+    if path:
+        check_path(path)
     results = on_all(hosts, lambda h: verify_host(h, settings, release, path=path, fcgi=fcgi))
     checks: list[Check] = []
     for name, result in results.items():

@@ -49,7 +49,8 @@ def test_whole_deploy_to_the_host_named_local_runs_without_ssh(rig1) -> None:
     one = Shop(rig1)
     web1 = rig1.host("web1")
     env = {"DEPLOY_PATH": "/srv/shop", "DEPLOY_HOSTS": "local", "DEPLOY_REPO": str(one.repo),
-           "DEPLOY_OPCACHE": "none", "DEPLOY_ALLOW_ROOT": "1"}  # root on purpose, see above
+           "DEPLOY_OPCACHE": "none", "DEPLOY_ALLOW_ROOT": "1",  # root on purpose, see above
+           "DEPLOY_HEALTH_PATHS": "none"}  # sshd only: no web server to ask
     settings = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
 
     def fab(*args: str) -> subprocess.CompletedProcess[str]:

@@ -21,8 +21,9 @@ def test_the_php_shipped_with_the_library_parses(path: Path) -> None:
 
 
 def test_the_library_uses_those_files() -> None:
-    from fabric_magento_deploy import opcache
+    from fabric_magento_deploy import opcache, verify
     assert opcache.CLIENT == (PHP_DIR / "opcache_client.php").read_text()
     assert "@TOKEN@" in opcache.RESET_SCRIPT
-    assert sorted(p.name for p in PHP_DIR.glob("*.php")) == ["opcache_client.php",
-                                                            "opcache_reset.php"]
+    assert verify.CLIENT == (PHP_DIR / "fcgi_request.php").read_text()
+    assert sorted(p.name for p in PHP_DIR.glob("*.php")) == [
+        "fcgi_request.php", "opcache_client.php", "opcache_reset.php"]
