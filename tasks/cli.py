@@ -381,6 +381,7 @@ def run_switch(hosts: list[Host], settings: Settings, options: dict[str, Any]) -
         deploying.raise_on_failures(on_all(
             hosts, lambda h: switch.check_current_is_link(h, settings)), "preflight")
         previous = {h.name: live_release(h, settings) for h in hosts}
+        deploying.verify_release(hosts, settings, rel, Timeline(quiet=True))
         deploying.switch_all(hosts, settings, rel, previous, Timeline(quiet=True))
         deploying.raise_on_failures(on_all(hosts, lambda h: deploying.mark_switched(
             h, settings, rel, previous[h.name])), "release records")
@@ -400,8 +401,10 @@ def _switch_collected(c: Context) -> None:
 def switch_symlink(c: Context, release: str | None = None) -> None:
     """Atomically point `current` at a built release on every host, or on none.
 
-    Each host gets a temporary link renamed over `current`; if one host fails, every host
-    goes back. Refuses a release still building or failed, and anything not a release.
+    The release is verified on every host first, as a deploy does (boots, production mode,
+    same generated code and static version, health_check.php through PHP-FPM). Each host
+    gets a temporary link renamed over `current`; if one host fails, every host goes back.
+    Refuses a release still building or failed, and anything not a release.
     """
     fleet_call(switch_symlink, c, "switch-symlink", run_switch, release=release)
 

@@ -755,10 +755,7 @@ def run_deploy(d: Deploy) -> None:
                                      static_version=build.static_version(rel))
             try:
                 d.build_everywhere()
-                with d.timeline.timed("all", "verify"):
-                    checks = verify.verify(hosts, settings, rel, path=settings.verify_path,
-                                           fcgi=settings.opcache in ("auto", "fcgi"))
-                verify.raise_for(checks, rel)
+                verify_release(hosts, settings, rel, d.timeline)
                 d.hook("before_database")
                 with d.timeline.timed(d.primary.name, "db status"):
                     verdict = magento.db_status(d.primary, settings, rel)
@@ -845,6 +842,14 @@ def switch_and_finish(d: Deploy, pending: bool) -> None:
     first = min(switched.values())
     d.summary.switch_offsets = {h: t - first for h, t in switched.items()}
     d.finish()
+
+
+def verify_release(hosts: list[Host], settings: Settings, rel: str, timeline: Timeline) -> None:
+    """Every host's copy of ``rel`` checked (:mod:`tasks.verify`) before any host switches."""
+    with timeline.timed("all", "verify"):
+        checks = verify.verify(hosts, settings, rel, path=settings.verify_path,
+                               fcgi=settings.opcache in ("auto", "fcgi"))
+    verify.raise_for(checks, rel)
 
 
 def mark_switched(host: Host, settings: Settings, rel: str, old: str | None) -> None:

@@ -63,3 +63,23 @@ def test_a_schema_release_answering_500_is_kept_and_said_loudly(web_rig1: Rig) -
     [host] = web_rig1.hosts
     live = shop.live(host)
     assert record(web_rig1, live)["health"]["ok"] is False
+
+
+def test_a_release_failing_verification_on_one_host_goes_live_nowhere(web_rig3: Rig) -> None:
+    """web2's env.php says developer mode: the new release is built everywhere, fails the
+    pre-switch check on web2 only, and no host switches to it."""
+    shop = Shop(web_rig3, label="A")
+    good = shop.deploy(opcache="fcgi").release
+    web2 = web_rig3.host("web2")
+    env_php = web2.inside("/srv/shop/shared/app/etc/env.php")
+    env_php.write_text(env_php.read_text().replace("'production'", "'developer'"))
+    shop.commit(label="B")
+    with pytest.raises(DeployError) as failed:
+        shop.deploy(opcache="fcgi")
+    message = str(failed.value)
+    assert "failed verification" in message and "[web2] mode" in message, message
+    assert "[web1]" not in message and "[web3]" not in message, message
+    assert {shop.live(h) for h in web_rig3.hosts} == {good}
+    assert all(shop.releases(h) == [good] for h in web_rig3.hosts), "the new folders go"
+    asked = [h.name for h in web_rig3.hosts if shop.commands(h).count("setup:db:status") > 1]
+    assert asked == [], "the database question comes after verification: never asked for B"
