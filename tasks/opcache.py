@@ -70,7 +70,15 @@ TIMEOUT = 10
 # OPcache restarts only once no worker is in the middle of a request).
 PHP = resources.files(__package__) / "php"
 RESET_SCRIPT = (PHP / "opcache_reset.php").read_text()
-CLIENT = (PHP / "opcache_client.php").read_text()
+
+
+def fastcgi_client(name: str) -> str:
+    """A PHP client run on the hosts (piped to ``php``, never uploaded): the shared
+    FastCGI primitives of ``php/fastcgi.php``, then the client's own code."""
+    return (PHP / "fastcgi.php").read_text() + (PHP / name).read_text().removeprefix("<?php\n")
+
+
+CLIENT = fastcgi_client("opcache_client.php")
 
 
 @dataclass(frozen=True)

@@ -44,13 +44,12 @@ import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass
-from importlib import resources
 
 from .hosts import Host, StepFailed, on_all, q
-from .opcache import SOCKET_GLOBS, TIMEOUT, _connect_problem
+from .opcache import SOCKET_GLOBS, TIMEOUT, _connect_problem, fastcgi_client
 from .settings import Settings, SettingsError
 
-CLIENT = (resources.files(__package__) / "php" / "fcgi_request.php").read_text()
+CLIENT = fastcgi_client("fcgi_request.php")
 
 #: The per-host checks in the order they run, with the names reports use.
 CHECKS = {"boot": "boot", "mode": "mode", "generated": "generated",

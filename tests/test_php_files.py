@@ -22,8 +22,23 @@ def test_the_php_shipped_with_the_library_parses(path: Path) -> None:
 
 def test_the_library_uses_those_files() -> None:
     from fabric_magento_deploy import opcache, verify
-    assert opcache.CLIENT == (PHP_DIR / "opcache_client.php").read_text()
+    shared = (PHP_DIR / "fastcgi.php").read_text()
+    for client, name in ((opcache.CLIENT, "opcache_client.php"),
+                         (verify.CLIENT, "fcgi_request.php")):
+        own = (PHP_DIR / name).read_text()
+        assert client == shared + own.removeprefix("<?php\n"), name
     assert "@TOKEN@" in opcache.RESET_SCRIPT
-    assert verify.CLIENT == (PHP_DIR / "fcgi_request.php").read_text()
     assert sorted(p.name for p in PHP_DIR.glob("*.php")) == [
-        "fcgi_request.php", "opcache_client.php", "opcache_reset.php"]
+        "fastcgi.php", "fcgi_request.php", "opcache_client.php", "opcache_reset.php"]
+
+
+@pytest.mark.parametrize("name", ["opcache_client.php", "fcgi_request.php"])
+def test_each_client_as_sent_parses(name: str, tmp_path: Path) -> None:
+    """What goes to the hosts is the shared primitives plus the client: lint that whole."""
+    if shutil.which("php") is None:
+        skip_or_fail("php CLI missing")
+    from fabric_magento_deploy.opcache import fastcgi_client
+    sent = tmp_path / name
+    sent.write_text(fastcgi_client(name))
+    result = subprocess.run(["php", "-l", str(sent)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

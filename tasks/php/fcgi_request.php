@@ -1,4 +1,5 @@
 <?php
+// Needs tasks/php/fastcgi.php before it (read_exactly, fcgi_record, fcgi_length).
 // One FastCGI GET request to a PHP-FPM pool, run with the web host's PHP CLI (see
 // tasks/verify.py): it executes a script that is already there (Magento's
 // pub/health_check.php in a release not yet live); nothing is written on the host.
@@ -8,24 +9,6 @@
 // stderr, end, timed_out} or {socket, error}]}.
 $job = json_decode($argv[1], true);
 $out = ['found' => [], 'responses' => []];
-
-function read_exactly($s, int $n): ?string {
-    $buf = '';
-    while (strlen($buf) < $n && !feof($s)) {
-        $chunk = fread($s, $n - strlen($buf));
-        if ($chunk === false || ($chunk === '' && stream_get_meta_data($s)['timed_out'])) break;
-        $buf .= $chunk;
-    }
-    return strlen($buf) === $n ? $buf : null;
-}
-
-function record(int $type, string $content): string {
-    return pack('CCnnCx', 1, $type, 1, strlen($content), 0) . $content;
-}
-
-function length(int $n): string {
-    return $n < 128 ? chr($n) : pack('N', $n | 0x80000000);
-}
 
 // FPM sockets where distributions put them, symlinks resolved (Debian's php-fpm.sock alias).
 function discover(array $globs): array {
@@ -68,10 +51,11 @@ function ask(array $job, string $socket): array {
     ];
     $pairs = '';
     foreach ($params as $k => $v) {
-        $pairs .= length(strlen($k)) . length(strlen($v)) . $k . $v;
+        $pairs .= fcgi_length(strlen($k)) . fcgi_length(strlen($v)) . $k . $v;
     }
     // BEGIN_REQUEST (responder, no keep-alive), PARAMS, empty PARAMS, empty STDIN.
-    fwrite($s, record(1, pack('nCx5', 1, 0)) . record(4, $pairs) . record(4, '') . record(5, ''));
+    fwrite($s, fcgi_record(1, pack('nCx5', 1, 0)) . fcgi_record(4, $pairs)
+        . fcgi_record(4, '') . fcgi_record(5, ''));
     $stdout = $stderr = '';
     $end = false;
     while (($h = read_exactly($s, 8)) !== null) {

@@ -1,16 +1,7 @@
 <?php
+// Needs tasks/php/fastcgi.php before it (read_exactly, fcgi_record, fcgi_length).
 $job = json_decode($argv[1], true);
 $out = ['responses' => [], 'removed' => false];
-
-function read_exactly($s, int $n): ?string {
-    $buf = '';
-    while (strlen($buf) < $n && !feof($s)) {
-        $chunk = fread($s, $n - strlen($buf));
-        if ($chunk === false || ($chunk === '' && stream_get_meta_data($s)['timed_out'])) break;
-        $buf .= $chunk;
-    }
-    return strlen($buf) === $n ? $buf : null;
-}
 
 function connect(string $address, array $ssl = []) {
     $ctx = stream_context_create(['ssl' => $ssl]);
@@ -28,14 +19,6 @@ function connect(string $address, array $ssl = []) {
     }
     stream_set_timeout($s, TIMEOUT);
     return $s;
-}
-
-function fcgi_record(int $type, string $content): string {
-    return pack('CCnnCx', 1, $type, 1, strlen($content), 0) . $content;
-}
-
-function fcgi_length(int $n): string {
-    return $n < 128 ? chr($n) : pack('N', $n | 0x80000000);
 }
 
 function split_cgi(string $raw, array $r): array {
