@@ -25,6 +25,17 @@ final class Shop
         $this->configState = new ConfigState($this->config);
     }
 
+    /**
+     * ProductMetadata::getVersion(): with no magento/product-*-edition package installed
+     * (none here), the root package's version from composer.json; 'UNKNOWN' without one.
+     */
+    public function version(): string
+    {
+        $json = @file_get_contents($this->bp . '/composer.json');
+        $root = is_string($json) ? json_decode($json, true) : null;
+        return is_array($root) && is_string($root['version'] ?? null) ? $root['version'] : 'UNKNOWN';
+    }
+
     /** The database; Installer::assertDbConfigExists() wording when none is configured. */
     public function db(): Db
     {

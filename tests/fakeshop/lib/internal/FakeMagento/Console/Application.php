@@ -17,7 +17,6 @@ use FakeMagento\Shop;
 final class Application
 {
     public const NAME = 'Magento CLI';
-    public const VERSION = '2.4.7';
 
     private const COMMANDS = [
         Command\ListCommand::class, Command\HelpCommand::class,
@@ -46,7 +45,7 @@ final class Application
         $output = new Output(self::verbosity($tokens));
         $name = self::commandName($tokens);
         if ($name === null && array_intersect($tokens, ['-V', '--version'])) {
-            $output->writeln(self::NAME . ' ' . self::VERSION);
+            $output->writeln(self::NAME . ' ' . $this->shop->version());
             return $this->done(null, Command::SUCCESS);
         }
         $name ??= 'list';

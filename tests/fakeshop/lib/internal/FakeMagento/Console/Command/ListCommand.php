@@ -31,7 +31,7 @@ final class ListCommand extends Command
     public function execute(Input $input, Output $output, Shop $shop): int
     {
         $output->writeln([
-            Application::NAME . ' ' . Application::VERSION, '', 'Usage:', '  command [options] [arguments]', '',
+            Application::NAME . ' ' . $shop->version(), '', 'Usage:', '  command [options] [arguments]', '',
             'Options:',
             '  -h, --help            Display help for the given command.',
             '  -q, --quiet           Do not output any message',
