@@ -1047,7 +1047,7 @@ class Rig:
         if web:
             env["DEPLOY_HEALTH_BASE_URL"] = " ".join(
                 f"{h.name}=http://{h.address}:{h.http_port}" for h in web)
-            env["DEPLOY_HEALTH_WINDOW"], env["DEPLOY_HEALTH_INTERVAL"] = "1", "0.5"
+            env["DEPLOY_HEALTH_WINDOW"] = "0"  # one round: every path once on every host
         else:
             env["DEPLOY_HEALTH_PATHS"] = "none"
         env["MAGERIG_SSH_CONFIG"] = str(self.ssh_config)

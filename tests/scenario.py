@@ -121,7 +121,9 @@ class Shop:
         return shop.read_log(path) if path.exists() else []
 
     def commands(self, host: WebHost) -> list[str]:
-        return [entry["cmd"] for entry in self.log(host)]
+        """The commands ``bin/magento`` ran on ``host``, in order (a bare ``--version``,
+        which names no command, is left out)."""
+        return [entry["cmd"] for entry in self.log(host) if entry["cmd"] is not None]
 
     def db_state(self) -> dict:
         return shop.read_db(self.db)
