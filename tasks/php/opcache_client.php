@@ -119,7 +119,12 @@ try {
     }
     foreach (isset($out['write_error']) ? [] : $job['ops'] as $op) {
         $r = ask($job, $op);
-        for ($i = 0; $op === 'status' && $i < 30 && !empty($r['json']['pending']); $i++) {
+        // Asked again for up to 3 s: while a restart is pending (status), and when OPcache
+        // is on in the pool's ini but off for this one request: a request that began while
+        // another reset's restart was in progress runs without OPcache, and says so.
+        for ($i = 0; $i < 30 && (($op === 'status' && !empty($r['json']['pending']))
+                || (($r['json']['enable'] ?? '') === '1' && ($r['json']['enabled'] ?? true) === false
+                    && empty($r['json']['pending']))); $i++) {
             usleep(100000);
             $r = ask($job, $op);
         }
