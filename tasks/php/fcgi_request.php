@@ -1,5 +1,5 @@
 <?php
-// Needs tasks/php/fastcgi.php before it (read_exactly, fcgi_record, fcgi_length).
+// Needs tasks/php/fastcgi.php before it (fcgi_exchange).
 // One FastCGI GET request to a PHP-FPM pool, run with the web host's PHP CLI (see
 // tasks/verify.py): it executes a script that is already there (Magento's
 // pub/health_check.php in a release not yet live); nothing is written on the host.
@@ -49,28 +49,8 @@ function ask(array $job, string $socket): array {
         'HTTP_USER_AGENT' => 'fabric-magento-deploy verify',
         'CONTENT_LENGTH' => '0', 'CONTENT_TYPE' => '',
     ];
-    $pairs = '';
-    foreach ($params as $k => $v) {
-        $pairs .= fcgi_length(strlen($k)) . fcgi_length(strlen($v)) . $k . $v;
-    }
-    // BEGIN_REQUEST (responder, no keep-alive), PARAMS, empty PARAMS, empty STDIN.
-    fwrite($s, fcgi_record(1, pack('nCx5', 1, 0)) . fcgi_record(4, $pairs)
-        . fcgi_record(4, '') . fcgi_record(5, ''));
-    $stdout = $stderr = '';
-    $end = false;
-    while (($h = read_exactly($s, 8)) !== null) {
-        $h = unpack('Cversion/Ctype/nid/nlength/Cpadding', $h);
-        $content = read_exactly($s, $h['length'] + $h['padding']);
-        if ($content === null) break;
-        $content = substr($content, 0, $h['length']);
-        if ($h['type'] === 6) $stdout .= $content;
-        if ($h['type'] === 7) $stderr .= $content;
-        if ($h['type'] === 3) {
-            $end = true;
-            break;
-        }
-    }
-    $timed_out = stream_get_meta_data($s)['timed_out'];
+    ['stdout' => $stdout, 'stderr' => $stderr, 'end' => $end, 'timed_out' => $timed_out]
+        = fcgi_exchange($s, $params);
     fclose($s);
     [$head, $body] = array_pad(explode("\r\n\r\n", $stdout, 2), 2, '');
     // No Status header means 200 (CGI); no output at all means no answer.

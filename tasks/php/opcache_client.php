@@ -1,5 +1,5 @@
 <?php
-// Needs tasks/php/fastcgi.php before it (read_exactly, fcgi_record, fcgi_length).
+// Needs tasks/php/fastcgi.php before it (fcgi_exchange).
 $job = json_decode($argv[1], true);
 $out = ['responses' => [], 'removed' => false];
 
@@ -44,29 +44,10 @@ function fcgi(array $job, string $op): array {
         'CONTENT_LENGTH' => '0', 'CONTENT_TYPE' => '', 'HTTP_HOST' => 'localhost',
         'HTTP_X_OPCACHE_TOKEN' => $job['token'],
     ];
-    $pairs = '';
-    foreach ($params as $k => $v) {
-        $pairs .= fcgi_length(strlen($k)) . fcgi_length(strlen($v)) . $k . $v;
-    }
-    fwrite($s, fcgi_record(1, pack('nCx5', 1, 0)) . fcgi_record(4, $pairs)
-        . fcgi_record(4, '') . fcgi_record(5, ''));
-    $stdout = $stderr = '';
-    $r = ['end' => false];
-    while (($h = read_exactly($s, 8)) !== null) {
-        $h = unpack('Cversion/Ctype/nid/nlength/Cpadding', $h);
-        $content = read_exactly($s, $h['length'] + $h['padding']);
-        if ($content === null) break;
-        $content = substr($content, 0, $h['length']);
-        if ($h['type'] === 6) $stdout .= $content;
-        if ($h['type'] === 7) $stderr .= $content;
-        if ($h['type'] === 3) {
-            $r = ['end' => true] + unpack('Napp_status/Cprotocol_status', $content);
-            break;
-        }
-    }
-    $r['timed_out'] = stream_get_meta_data($s)['timed_out'];
+    $r = fcgi_exchange($s, $params);
     fclose($s);
-    $r['stderr'] = $stderr;
+    $stdout = $r['stdout'];
+    unset($r['stdout']);
     return split_cgi($stdout, $r);
 }
 
