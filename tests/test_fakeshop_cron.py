@@ -18,13 +18,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import shop
 from rig import skip_or_fail
+from scenario import eventually
 from test_fakeshop import COMPOSER_ENV, Site, built_tree, site  # noqa: F401 (fixtures)
 
 SPOOL = "/var/spool/cron/crontabs"
@@ -99,17 +99,6 @@ def processed(site: Site) -> list[dict]:
     return db(site).get("queue_processed", [])
 
 
-def eventually(check, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def consumers(site: Site) -> Iterator[list[subprocess.Popen[str]]]:
     """Background consumers a test starts; killed by PID at the end."""
@@ -130,7 +119,7 @@ def start_consumer(site: Site, started: list, *args: str,
                             env=COMPOSER_ENV)
     started.append(proc)
     eventually(lambda: len(starts(site)) > before or proc.poll() is not None,
-               "the consumer started")
+               "the consumer started", timeout=DEADLINE)
     return proc
 
 
@@ -180,7 +169,7 @@ def test_cron_run_starts_consumers_of_its_own_release(site: Site, consumers: lis
     add_messages(site, "m1")
     subprocess.run(["php", "bin/magento", "cron:run"], cwd=site.current, env=COMPOSER_ENV,
                    capture_output=True, timeout=60, check=True)
-    done = eventually(lambda: processed(site), "the message was processed")
+    done = eventually(lambda: processed(site), "the message was processed", timeout=DEADLINE)
     bp = str(site.release("1").resolve())
     assert [(m["body"], m["bp"]) for m in done] == [("m1", bp)]
     assert [s["bp"] for s in starts(site)] == [bp]
@@ -247,7 +236,7 @@ def test_cron_install_from_another_release_adds_a_second_block(site: Site, spool
 def test_consumer_exits_at_its_next_message_after_restart(site: Site, consumers: list) -> None:
     proc = start_consumer(site, consumers, "--max-messages=100")
     add_messages(site, "before")
-    eventually(lambda: processed(site), "first message processed")
+    eventually(lambda: processed(site), "first message processed", timeout=DEADLINE)
     restart = site.magento("queue:consumers:restart")
     assert (restart.returncode, restart.stdout, restart.stderr) == (0, "", "")
     with pytest.raises(subprocess.TimeoutExpired):
