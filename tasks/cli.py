@@ -26,7 +26,7 @@ from invoke.executor import Executor
 from . import build, lock, magento, opcache, source, switch
 from . import deploy as deploying
 from . import settings as settings_module
-from .hooks import HookContext, Hooks
+from .hooks import Hooks
 from .hosts import Host, StepFailed, distinct, on_all, q, say
 from .redact import redact
 from .release import (
@@ -258,13 +258,6 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
 _prepared: dict[str, tuple[str, str]] = {}
 
 
-def step_hooks(settings: Settings, host: Host, rel: str) -> deploying.PerHostHook:
-    """The hooks of a step task run on its one host, as the deploy runs them per host."""
-    hooks = Hooks(settings)
-    return lambda point, hosts: deploying.run_hook(
-        hooks, HookContext(point, hosts, rel, settings, host), Timeline(quiet=True))
-
-
 @task
 def _prepared_done(c: Context) -> None:
     """After every host of one ``prepare-release``: the next call makes a new release."""
@@ -286,9 +279,10 @@ def prepare_release(c: Context, ref: str | None = None) -> None:
             if ref not in _prepared:
                 _prepared[ref] = (new_release_id(), source.resolve_commit(host, settings, ref))
             rel, commit = _prepared[ref]
+            timeline = Timeline(quiet=True)
+            hook = deploying.hooks_on(host, Hooks(settings), settings, rel, timeline)
             with deploying.locked([host], settings, "prepare-release", rel):
-                deploying.prepare_on(host, settings, rel, commit, Timeline(quiet=True),
-                                     step_hooks(settings, host, rel))
+                deploying.prepare_on(host, settings, rel, commit, timeline, hook)
                 write_record(host, settings, ReleaseRecord(
                     rel, ref=ref, commit=commit, status=BUILDING,
                     static_version=build.static_version(rel)))
@@ -308,9 +302,10 @@ def build_release(c: Context, release: str | None = None) -> None:
     settings = load(require_repo=False)
     for host in targets(c, settings):
         rel = chosen_release(host, settings, release, allowed=(BUILDING, BUILT))
+        timeline = Timeline(quiet=True)
+        hook = deploying.hooks_on(host, Hooks(settings), settings, rel, timeline)
         with deploying.locked([host], settings, "build", rel):
-            deploying.build_on(host, settings, rel, Timeline(quiet=True),
-                               step_hooks(settings, host, rel))
+            deploying.build_on(host, settings, rel, timeline, hook)
             deploying.mark(host, settings, rel, BUILT)
         say(f"[{host.name}] built release {rel}")
 

@@ -82,6 +82,14 @@ def run_hook(hooks: Hooks, ctx: HookContext, timeline: Timeline) -> None:
 PerHostHook = Callable[[str, list[Host]], None]
 
 
+def hooks_on(host: Host, hooks: Hooks, settings: Settings, rel: str,
+             timeline: Timeline) -> PerHostHook:
+    """The build's hooks run on ``host`` alone, in its copy of ``rel`` (a step task's
+    host, or the builder of ``DEPLOY_BUILD=local``)."""
+    return lambda point, hosts: run_hook(
+        hooks, HookContext(point, [host], rel, settings, host), timeline)
+
+
 def prepare_on(host: Host, settings: Settings, rel: str, commit: str, timeline: Timeline,
                hook: PerHostHook) -> None:
     """The code of ``commit`` in ``releases/<rel>``, shared links, ``after_code`` hooks."""
@@ -388,9 +396,7 @@ class Deploy:
         builder.verbose, builder.timeout = self.hosts[0].verbose, s.timeout_command
         local = ship.builder_settings(s)
 
-        def hook(point: str, hosts: list[Host]) -> None:
-            run_hook(self.hooks, HookContext(point, [builder], rel, local, builder), timeline)
-
+        hook = hooks_on(builder, self.hooks, local, rel, timeline)
         start = time.monotonic()
         run_steps(builder, [ship.clean(local), *source.checkout(local, rel, self.commit),
                             ship.config_check(local, rel)], timeline)
