@@ -148,3 +148,28 @@ def test_a_pause_left_behind_expires_by_itself(deployed: Shop) -> None:
     fire(shop, host)
     assert cron_runs(shop, host) != [], "cron:run after the pause expired"
     assert cron.pause_state(h, settings) == ""
+
+
+def test_the_cron_tasks_from_the_command_line(deployed: Shop) -> None:
+    """`fab cron-install` and `fab cron-resume` as an operator runs them, and a DEPLOY_PHP
+    that cannot go into a crontab line refused by name before the crontab is touched."""
+    shop, host = deployed, deployed.rig.hosts[0]
+    first = shop.fab("cron-install")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "[web1] crontab: our cron line installed" in first.stdout
+    text = crontab(shop, host)
+    again = shop.fab("cron-install")
+    assert "[web1] crontab: already up to date" in again.stdout and crontab(shop, host) == text
+
+    [h] = shop.hosts()
+    cron.pause(h, shop.settings(), wait_seconds=0, by="a deploy that was killed")
+    noted = shop.fab("cron-install")
+    assert "NOTE cron is paused" in noted.stdout and "a deploy that was killed" in noted.stdout
+    resumed = shop.fab("cron-resume")
+    assert resumed.returncode == 0 and "[web1] cron resumed" in resumed.stdout, resumed.stdout
+    assert "[web1] cron was not paused" in shop.fab("cron-resume").stdout
+
+    refused = shop.fab("cron-install", php="php -d date.timezone=%Z")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "DEPLOY_PHP" in refused.stderr and "'%'" in refused.stderr
+    assert crontab(shop, host) == text
