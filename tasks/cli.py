@@ -568,7 +568,7 @@ def _releases_collected(c: Context) -> None:
 @task(klass=FleetTask, post=[_releases_collected])
 @clean_errors
 def releases(c: Context) -> None:
-    """List releases: id, commit, age, status, schema change, which one is current.
+    """List releases: id, commit, age, status, schema change, health, which is current.
 
     One table when all hosts agree (also with --hosts), otherwise one per host, and a
     loud line when hosts point `current` at different releases.
