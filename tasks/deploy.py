@@ -285,6 +285,7 @@ class Deploy:
     flagged: list[Host] = field(default_factory=list)
     window_start: float = 0.0
     maintenance: bool = False  # blue-green with the maintenance window all the same
+    health_plan: health.Plan | None = None  # what the health check asks, found in preflight
 
     @classmethod
     def of_built(cls, hosts: list[Host], settings: Settings, rel: str) -> Deploy:
@@ -363,6 +364,26 @@ class Deploy:
                                           "lifted once this release is live")
         if len(set(self.live.values())) > 1:
             self.summary.warnings.append(f"hosts were on different releases before: {self.live}")
+        primary_live = self.live[self.primary.name]
+        if s.health_paths and primary_live:
+            self.plan_health(primary_live)
+
+    def plan_health(self, release: str) -> None:
+        """Find what the health check asks each host and, when ``release`` is live, ask it
+        now: a check that fails on the live shop would revert every release, so that stops
+        the deploy before the build (:func:`health.prepare`, exit 2)."""
+        s = self.settings
+        live = {name for name, rel in self.live.items() if rel == release}
+        held = self.operator_maintenance | {h.name for h in self.flagged}
+        with self.timeline.timed("all", "health probe"):
+            plan = health.prepare(self.hosts, self.primary, health.HealthParams.from_settings(s),
+                                  s.release_dir(release), probe_live=live, maintenance=held)
+        for name in [n for n in plan.skipped if n not in self.operator_maintenance]:
+            del plan.skipped[name]  # our own leftover flag: lifted by this deploy, so watched
+        self.summary.notes += plan.notes
+        self.summary.warnings += [f"[{n}] storefront NOT checked: {why}"
+                                  for n, why in plan.skipped.items()]
+        self.health_plan = plan
 
     # -- phase 2 ---------------------------------------------------------------------------
     def build_everywhere(self) -> None:
@@ -527,8 +548,16 @@ class Deploy:
         assert record is not None
         if not s.health_paths:
             return
+        if self.health_plan is None:  # nothing was live before: found in the new release
+            try:
+                self.plan_health(self.release)
+            except health.HealthRefused as exc:
+                problems.append(f"the health check could not run: {exc}")
+                return
+        assert self.health_plan is not None
         with self.timeline.timed("all", "health check"):
-            report = health.check(self.hosts, health.HealthParams.from_settings(s))
+            report = health.watch(self.hosts, health.HealthParams.from_settings(s),
+                                  self.health_plan)
         record.health = report.as_record()
         self.summary.notes += report.lines()
         if report.ok:
@@ -578,8 +607,8 @@ class Deploy:
         if self.window_start and self.flagged:
             summary.maintenance_seconds = time.monotonic() - self.window_start
             record.maintenance_seconds = round(summary.maintenance_seconds, 3)
+        self.check_health(problems)  # first: a broken release is reverted before more runs
         self.restart_consumers(problems)  # after the window: it never lengthens it
-        self.check_health(problems)
         record.status, record.finished = LIVE, release.utc_now()
         record.note = "\n".join(problems)[:2000]
 

@@ -1,31 +1,25 @@
-"""Post-switch health check: does every host's own web server serve the new release?
+"""The storefront health check: asked before the build (is the check right?) and watched
+after the switch (is the new release right?), on every host against its own web server.
 
 Why on each host, over SSH: the deploy runs where ``fab`` runs (a laptop, a CI runner),
-from where the web hosts are often unreachable over HTTP (firewalls) or reachable only
-through a load balancer, which would pick a host at random and hide a broken one. So the
-requests are made *on* each host, against its own nginx/Apache + PHP-FPM on the loopback
-address, with the shop's ``Host:`` header, testing exactly what that host serves.
+from where the web hosts are often unreachable over HTTP or only through a load balancer,
+which would pick a host at random and hide a broken one. So each host requests the shop's
+own URL (Magento's base URL, see :mod:`tasks.shopurl`) from its own web server, with the
+shop's real name for ``Host``, TLS SNI and the certificate.
 
-Why one remote command per host for the whole window: a page that breaks a few seconds
-after the switch (a cache warmed by the first request, a worker that ran out of memory,
-cron or a consumer that changed something) is only seen by asking again. One SSH command
-per request would cost a round trip each; instead one POSIX ``sh`` loop runs the whole
-window on the host (``curl``, or PHP's stream functions when curl is missing) and writes
-one line per answer, which is parsed here (:func:`parse_output`, pure).
+Why ask the live release first (:func:`prepare`): a check that fails on a healthy shop
+(wrong address, a redirect to https, basic auth, the operator's maintenance) would revert
+every healthy release. So the live shop must pass the very same requests before anything
+is built, or the deploy stops with exit 2 naming the host, the URL, the answer and the
+setting that fixes it. Same-shop redirects (http -> https, a missing slash) are followed
+once, there, and the check then asks the final URL.
 
-A path fails when any answer in the window is not 2xx, including a 503 maintenance page
-(the check runs after maintenance was lifted) and a 3xx redirect (a health URL must be
-served, not sent elsewhere: fix ``base_url``/``host_header`` instead), or when the request
-gets no answer (connection refused, timeout).
-
-Usage after the switch (the deploy decides what a failure means)::
-
-    report = health.check(hosts, health.HealthParams.from_settings(settings))
-    for line in report.lines():
-        say(line)
-    record["health"] = report.as_record()
-    if not report.ok:
-        ...  # revert when that is safe; report.problem() says what failed
+Why stop at the first bad answer (:func:`watch`): every second a broken release stays
+live, customers get errors. The probe (``php/health_probe.php``, one command per host)
+ends at the first answer that is not 2xx, except a timeout (a cold page after
+``cache:flush``), which is asked again until the deadline; :func:`watch` returns as soon
+as one host failed, and the deploy reverts every host at once. While all is well it
+watches for ``window`` seconds (a page that breaks on its second request).
 """
 
 from __future__ import annotations
@@ -33,29 +27,41 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from importlib import resources
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from .hosts import Host, StepFailed, on_all, q
+from . import shopurl
+from .hosts import SIGNAL_CHECK, Host, StepFailed, on_all, q
+from .settings import SettingsError
+from .shopurl import Listeners, ShopUrlError, Target
 
 DEFAULT_PATHS = ("/", "/health_check.php")
-DEFAULT_BASE_URL = "http://127.0.0.1"
-CLIENTS = ("auto", "curl", "php")
 EXCERPT_BYTES = 200  # of a failing answer's body, kept for the report
-ERROR_BYTES = 300  # of the client's own error message (curl's stderr, PHP's warning)
-DONE = "D"  # the last line the remote loop prints: without it the output is truncated
+DONE = "D"  # the last line the probe prints: without it the output is truncated
+TIMED_OUT = 28  # curl's CURLE_OPERATION_TIMEDOUT
+TLS_ERRORS = {35: "TLS handshake failed", 51: "the certificate does not match the name",
+              58: "client certificate problem", 60: "the certificate is not trusted"}
+PROBE = (resources.files(__package__) / "php" / "health_probe.php").read_text() \
+    .removeprefix("<?php\n")
 
 _PATH = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no spaces: one URL path (+ query)
 _HOST_HEADER = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?")
 _BASE_HOST = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]")
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+:[\x20-\x7e]*")
 
 
 class HealthError(ValueError):
     """A health check parameter was refused; the message names the setting and value."""
+
+
+class HealthRefused(SettingsError):
+    """The live shop does not pass the check before the build: the check's settings are
+    wrong for these hosts (or the live shop is broken). Nothing was changed."""
 
 
 # --------------------------------------------------------------------------- parameters
@@ -73,9 +79,8 @@ def _number(value: float, key: str, *, minimum: float, above: bool = False) -> f
 def check_path(path: str, key: str = "DEPLOY_HEALTH_PATHS") -> str:
     """A URL path as the web server receives it: ``/`` first, printable ASCII, no spaces.
 
-    Why this strict: the path becomes part of a URL in a shell command on every host; it
-    is quoted there anyway, but a space or a control character could only be a mistake
-    (two paths run together, a pasted newline)."""
+    Why this strict: the path becomes part of a URL on every host; a space or a control
+    character could only be a mistake (two paths run together, a pasted newline)."""
     if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise HealthError(f"{key}: {path!r} is not a URL path starting with / (printable "
                           "ASCII, no spaces; encode others as %XX)")
@@ -95,7 +100,7 @@ def check_base_url(url: str, key: str = "DEPLOY_HEALTH_BASE_URL") -> str:
             or (port is not None and not 0 < port < 65536)):
         raise HealthError(f"{key}={url!r}: must be http://address[:port] or "
                           "https://address[:port] (no path), the web server as the host "
-                          "itself reaches it, e.g. http://127.0.0.1")
+                          "itself reaches it, e.g. https://10.0.0.5")
     return url.rstrip("/")
 
 
@@ -107,13 +112,28 @@ def check_host_header(value: str, key: str = "DEPLOY_HEALTH_HOST") -> str:
     return value
 
 
-def parse_base_urls(value: str, key: str = "DEPLOY_HEALTH_BASE_URL") -> tuple[str, dict[str, str]]:
-    """``"http://127.0.0.1 web2=http://10.0.0.2:8080"`` -> the URL for every host, and the
-    hosts (by name) whose web server listens elsewhere. "" is the default URL.
+def parse_headers(value: str, key: str = "DEPLOY_HEALTH_HEADERS") -> tuple[str, ...]:
+    """``"X-Forwarded-Proto: https | X-Bypass: 1"`` -> each ``Name: value`` (``|`` or a
+    new line between headers: neither can be part of a sane header value)."""
+    found = tuple(h.strip() for h in re.split(r"[|\n]", value) if h.strip())
+    for header in found:
+        if not _HEADER.fullmatch(header) or header.lower().startswith("host:"):
+            raise HealthError(f"{key}: {header!r} is not a header like 'X-Forwarded-Proto: "
+                              "https' (Host is set from the shop's name: DEPLOY_HEALTH_HOST)")
+    return found
 
-    Why per host: a web server bound to the host's own private address (not 127.0.0.1),
-    or a different port on one host, is common in a mixed fleet."""
-    default, per_host = DEFAULT_BASE_URL, {}
+
+def check_auth(value: str, key: str = "DEPLOY_HEALTH_AUTH") -> str:
+    """``user:password`` for basic auth (a staging shop), or ""."""
+    if value and (":" not in value or "\n" in value or not value.partition(":")[0]):
+        raise HealthError(f"{key}: must be user:password (the password is masked)")
+    return value
+
+
+def parse_base_urls(value: str, key: str = "DEPLOY_HEALTH_BASE_URL") -> tuple[str, dict[str, str]]:
+    """``"http://10.0.0.5 web2=http://10.0.0.6:8080"`` -> the URL for every host ("": find
+    it, see :mod:`tasks.shopurl`), and the hosts (by name) whose web server is elsewhere."""
+    default, per_host = "", {}
     for entry in value.split():
         name, sep, url = entry.partition("=")
         if not sep:
@@ -127,24 +147,26 @@ def parse_base_urls(value: str, key: str = "DEPLOY_HEALTH_BASE_URL") -> tuple[st
 
 @dataclass(frozen=True)
 class HealthParams:
-    """What to request, where, and for how long. Validated on creation.
+    """What to request, how, and for how long. Validated on creation.
 
-    ``base_urls`` overrides ``base_url`` for the named hosts (a host whose web server
-    listens on another loopback address or port). ``client``: ``auto`` uses curl when
-    the host has it, else ``php`` (PHP's stream functions, always there on a Magento
-    host). ``php`` is the PHP command (``DEPLOY_PHP``). ``request_timeout`` bounds each
-    request (connect + answer), so a hung FPM shows as a failure, not as a hung deploy.
+    ``base_url`` "" means: find the shop (Magento's base URL, each host's own web server);
+    ``base_urls`` overrides it for the named hosts. ``window_seconds``: how long the
+    check keeps watching after the switch while all is well; ``request_timeout``: one
+    request's limit (a timeout is asked again until window + timeout: a cold page).
+    ``php`` is ``DEPLOY_PHP``, which runs the probe with ext-curl.
     """
 
     paths: tuple[str, ...] = DEFAULT_PATHS
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = ""
     base_urls: Mapping[str, str] = field(default_factory=dict)
     host_header: str = ""
-    window_seconds: float = 10.0
-    interval: float = 1.0
-    request_timeout: float = 5.0
+    headers: tuple[str, ...] = ()
+    auth: str = field(default="", repr=False)
+    tls_verify: bool = True
+    window_seconds: float = 1.0
+    interval: float = 0.25
+    request_timeout: float = 10.0
     php: str = "php"
-    client: str = "auto"
 
     def __post_init__(self) -> None:
         paths = (self.paths,) if isinstance(self.paths, str) else tuple(self.paths)
@@ -153,293 +175,102 @@ class HealthParams:
         if len(set(paths)) < len(paths):
             raise HealthError(f"DEPLOY_HEALTH_PATHS={' '.join(paths)!r}: a path is repeated")
         object.__setattr__(self, "paths", paths)
-        object.__setattr__(self, "base_url", check_base_url(self.base_url))
+        if self.base_url:
+            object.__setattr__(self, "base_url", check_base_url(self.base_url))
         object.__setattr__(self, "base_urls", MappingProxyType(
             {name: check_base_url(url, f"base URL of host {name}")
              for name, url in dict(self.base_urls).items()}))
         check_host_header(self.host_header)
+        object.__setattr__(self, "headers", parse_headers("|".join(self.headers)))
+        check_auth(self.auth)
         for key, attr, minimum, above in (("DEPLOY_HEALTH_WINDOW", "window_seconds", 0, False),
                                           ("DEPLOY_HEALTH_INTERVAL", "interval", 0, True),
                                           ("DEPLOY_HEALTH_TIMEOUT", "request_timeout", 0, True)):
             object.__setattr__(self, attr, _number(getattr(self, attr), key, minimum=minimum,
                                                    above=above))
-        if self.rounds > 10_000:
+        if self.window_seconds / self.interval > 10_000:
             raise HealthError(f"DEPLOY_HEALTH_WINDOW={self.window_seconds:g} / "
                               f"DEPLOY_HEALTH_INTERVAL={self.interval:g}: more than 10000 "
                               "rounds of requests; use a longer interval")
-        if self.client not in CLIENTS:
-            raise HealthError(f"health client {self.client!r}: use one of {', '.join(CLIENTS)}")
         if not self.php.strip():
             raise HealthError("DEPLOY_PHP is empty: give the PHP command")
 
     @classmethod
-    def from_settings(cls, settings: Any, *, base_urls: Mapping[str, str] | None = None,
-                      client: str = "auto") -> HealthParams:
-        """The parameters from a :class:`~fabric_magento_deploy.settings.Settings` with the
-        ``health_*`` fields (see the module docstring)."""
+    def from_settings(cls, settings: Any) -> HealthParams:
+        """The parameters from a :class:`~fabric_magento_deploy.settings.Settings`."""
         return cls(paths=tuple(settings.health_paths), base_url=settings.health_base_url,
-                   base_urls={**settings.health_base_urls, **(base_urls or {})},
-                   host_header=settings.health_host,
+                   base_urls=settings.health_base_urls, host_header=settings.health_host,
+                   headers=settings.health_headers, auth=settings.health_auth,
+                   tls_verify=settings.health_tls_verify,
                    window_seconds=settings.health_window, interval=settings.health_interval,
-                   request_timeout=settings.health_timeout, php=settings.php, client=client)
+                   request_timeout=settings.health_timeout, php=settings.php)
 
-    @property
-    def rounds(self) -> int:
-        """Requests per path and host: at 0, ``interval``, ... up to ``window_seconds``."""
-        return math.floor(self.window_seconds / self.interval + 1e-9) + 1
+    def explicit_target(self, host: str) -> Target | None:
+        """The target ``DEPLOY_HEALTH_BASE_URL`` gives ``host``, or None: find it."""
+        base = self.base_urls.get(host, self.base_url)
+        return shopurl.explicit(base, self.host_header, self.headers) if base else None
 
-    def base_for(self, host: str) -> str:
-        return self.base_urls.get(host, self.base_url)
-
-    def command_timeout(self) -> int:
-        """Seconds the whole remote loop may take: the window plus every request timing
-        out, plus slack for starting the client. Beyond it the host's check is a failure."""
-        worst = self.rounds * len(self.paths) * (self.request_timeout + 1)
-        return int(self.window_seconds + worst + 30)
+    def command_timeout(self, window: float) -> int:
+        """Seconds the probe may take on a host: its deadline plus slack to start PHP."""
+        return int(window + self.request_timeout + 30)
 
 
-# --------------------------------------------------------------------------- remote loop
+# --------------------------------------------------------------------------- the probe
 
 
-@dataclass(frozen=True)
-class Target:
-    """One path's request on one host, as the client makes it: the URL, the ``Host:``
-    header to send (http), and for https the name to connect as (SNI, certificate)."""
-
-    path: str
-    url: str
-    host_header: str
-    connect_to: str = ""  # curl --connect-to HOST:PORT:ADDRESS:PORT (https with a domain)
-    peer_name: str = ""  # PHP ssl peer_name (https with a domain)
-
-
-def targets(params: HealthParams, host: str) -> list[Target]:
-    """The requests of one round on ``host`` (pure).
-
-    http: the URL names the host's own address, the shop's domain goes in ``Host:``.
-    https: the URL names the shop's domain (so SNI and the certificate check use it) and
-    the connection goes to the host's own address (curl ``--connect-to``, PHP
-    ``peer_name``): a certificate is never checked against ``127.0.0.1``.
-    """
-    base = urlsplit(params.base_for(host))
-    address = base.hostname or ""
-    if ":" in address:
-        address = f"[{address}]"
-    port = base.port or (443 if base.scheme == "https" else 80)
-    domain = params.host_header.rsplit(":", 1)[0] if params.host_header else ""
-    found = []
-    for path in params.paths:
-        if base.scheme == "https" and domain:
-            found.append(Target(path, f"https://{domain}:{port}{path}", params.host_header,
-                                connect_to=f"{domain}:{port}:{address}:{port}",
-                                peer_name=domain))
-        else:
-            found.append(Target(path, f"{base.scheme}://{base.netloc}{path}",
-                                params.host_header))
-    return found
-
-
-def _curl_args(t: Target, timeout: float) -> str:
-    # --globoff: a path with [] or {} is a path, not a curl URL pattern.
-    args = ["curl", "-sS", "-o", "$tmp/b", "-w", "%{http_code} %{time_total}", "--globoff",
-            "--max-time", f"{timeout:g}", "--connect-timeout", f"{timeout:g}"]
-    if t.connect_to:
-        args += ["--connect-to", t.connect_to]
-    elif t.host_header:
-        args += ["-H", f"Host: {t.host_header}"]
-    words = [q(a) for a in args]
-    words[3] = '"$tmp/b"'  # the one word that must expand
-    return " ".join(words + [q(t.url)])
-
-
-def curl_loop(params: HealthParams, host: str) -> str:
-    """The POSIX sh loop that requests every path each ``interval`` for the window.
-
-    One line per answer: ``R round path# ms-since-start status seconds exit body err``
-    (tab separated; body = first bytes of a failing answer, err = curl's message, both
-    hex so no byte of a page can break the line format), then ``D``.
-    """
-    cases = "\n".join(
-        f"    {i}) w=$({_curl_args(t, params.request_timeout)} 2>\"$tmp/e\"); rc=$? ;;"
-        for i, t in enumerate(targets(params, host)))
-    interval_ns = round(params.interval * 1e9)
-    return f"""\
-set -u
-tmp=$(mktemp -d "${{TMPDIR:-/tmp}}/health.XXXXXX") || exit 3
-trap 'rm -rf "$tmp"' EXIT
-hex() {{ head -c "$2" "$1" | od -An -v -tx1 | tr -d ' \\n'; }}
-printf 'C\\tcurl\\n'
-start=$(date +%s%N)
-round=0
-while [ "$round" -lt {params.rounds} ]; do
-  due=$((start + round * {interval_ns}))
-  now=$(date +%s%N)
-  if [ "$due" -gt "$now" ]; then
-    left=$((due - now))
-    sleep "$((left / 1000000000)).$(printf %09d "$((left % 1000000000))")"
-  fi
-  i=0
-  while [ "$i" -lt {len(params.paths)} ]; do
-    : > "$tmp/b"; : > "$tmp/e"
-    t=$(date +%s%N)
-    case $i in
-{cases}
-    esac
-    code=${{w%% *}}; took=${{w#* }}
-    case "$rc:$code" in
-      0:2??) body=; err= ;;
-      *) body=$(hex "$tmp/b" {EXCERPT_BYTES}); err=$(hex "$tmp/e" {ERROR_BYTES}) ;;
-    esac
-    printf 'R\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' "$round" "$i" \\
-      "$(((t - start) / 1000000))" "${{code:-000}}" "${{took:-0}}" "$rc" "$body" "$err"
-    i=$((i + 1))
-  done
-  round=$((round + 1))
-done
-printf '{DONE}\\n'
-"""
-
-
-# PHP's http:// wrapper: no redirects followed, error statuses read like any other,
-# the shop's Host header (PHP then sends no Host of its own), one line per answer.
-PHP_LOOP = r"""
-$job = json_decode($argv[1], true);
-ini_set('default_socket_timeout', (string)$job['timeout']);
-$hex = fn ($s, $n) => bin2hex(substr((string)$s, 0, $n));
-echo "C\tphp\n";
-$start = hrtime(true);
-for ($round = 0; $round < $job['rounds']; $round++) {
-    $wait = $start + $round * $job['interval_ns'] - hrtime(true);
-    if ($wait > 0) {
-        usleep(intdiv($wait, 1000));
-    }
-    foreach ($job['targets'] as $i => $t) {
-        $http = ['method' => 'GET', 'ignore_errors' => true, 'follow_location' => 0,
-                 'max_redirects' => 1, 'timeout' => $job['timeout'],
-                 'header' => $t['host_header'] !== '' ? "Host: {$t['host_header']}\r\n" : ''];
-        $ssl = $t['peer_name'] !== '' ? ['peer_name' => $t['peer_name']] : [];
-        $ctx = stream_context_create(['http' => $http, 'ssl' => $ssl]);
-        $url = $t['php_url'];
-        error_clear_last();
-        $http_response_header = null;
-        $t0 = hrtime(true);
-        $body = @file_get_contents($url, false, $ctx);
-        $took = (hrtime(true) - $t0) / 1e9;
-        $headers = function_exists('http_get_last_response_headers')
-            ? http_get_last_response_headers() : $http_response_header;
-        $code = 0;
-        foreach ((array)$headers as $h) {
-            if (preg_match('#^HTTP/\S+\s+(\d{3})#', $h, $m)) {
-                $code = (int)$m[1];
-            }
-        }
-        $rc = ($body === false || $code === 0) ? 1 : 0;
-        $ok = $rc === 0 && $code >= 200 && $code < 300;
-        $err = $rc ? (error_get_last()['message'] ?? 'no answer') : '';
-        printf("R\t%d\t%d\t%d\t%03d\t%.6f\t%d\t%s\t%s\n", $round, $i,
-            intdiv($t0 - $start, 1000000), $code, $took, $rc,
-            $ok ? '' : $hex($body, $job['excerpt']), $ok ? '' : $hex($err, $job['err']));
-    }
-}
-echo "D\n";
-"""
-
-
-def php_loop(params: HealthParams, host: str) -> str:
-    """The same loop in PHP (``php -r``), for hosts without curl. https goes to the
-    host's own address with the shop's domain as ``peer_name`` (SNI, certificate)."""
-    base = params.base_for(host)
+def remote_command(params: HealthParams, target: Target, window: float) -> str:
+    """The one command a host runs: the probe with its job (no secret: see :func:`stdin`)."""
     job = {
-        "rounds": params.rounds, "interval_ns": round(params.interval * 1e9),
-        "timeout": params.request_timeout, "excerpt": EXCERPT_BYTES, "err": ERROR_BYTES,
-        "targets": [{"host_header": t.host_header, "peer_name": t.peer_name,
-                     "php_url": f"{base}{t.path}"}
-                    for t in targets(params, host)],
+        "targets": [{"url": target.join(p), "resolve": target.resolve,
+                     "headers": list(params.headers or target.headers)} for p in params.paths],
+        "window_ms": round(window * 1000), "interval_ms": round(params.interval * 1000),
+        "timeout_ms": round(params.request_timeout * 1000),
+        "deadline_ms": round((window + params.request_timeout) * 1000),
+        "verify": params.tls_verify, "auth": bool(params.auth), "excerpt": EXCERPT_BYTES,
     }
-    return f"{params.php} -r {q(PHP_LOOP)} {q(json.dumps(job))}"
+    return f"{params.php} -r {q(PROBE)} {q(json.dumps(job))}"
 
 
-def remote_command(params: HealthParams, host: str) -> str:
-    """The one command run on ``host``: curl's loop, or PHP's, as ``client`` says.
-
-    The sh loop runs under ``sh`` whatever the deploy user's login shell is; with
-    ``client="auto"`` curl is used when it runs on the host, else PHP."""
-    curl = f"sh -c {q(curl_loop(params, host))}"
-    php = php_loop(params, host)
-    php_bin = q(shlex.split(params.php)[0])
-    if params.client == "curl":
-        return curl
-    if params.client == "php":
-        return php
-    # Run them rather than `command -v`: bash names a file that exists but cannot run.
-    return (f"if curl --version >/dev/null 2>&1; then {curl}; "
-            f"elif {php_bin} -v >/dev/null 2>&1; then {php}; "
-            f"else echo {q(f'neither curl nor {params.php} can run on the host')} >&2; "
-            "exit 3; fi")
-
-
-# --------------------------------------------------------------------------- results
+def stdin(params: HealthParams) -> str:
+    """The probe's input: the basic auth credentials, so no ``ps`` on the host shows them."""
+    return f"{params.auth}\n" if params.auth else ""
 
 
 @dataclass(frozen=True)
 class Answer:
-    """One request's outcome. ``status`` 0: no HTTP answer (``exit`` says why)."""
+    """One request's outcome. ``status`` 0: no HTTP answer (``errno`` says why)."""
 
-    round: int
     path: str
-    at: float  # seconds after the window started
+    at: float  # seconds after the probe started
     status: int
     seconds: float  # the request's own duration
-    exit: int  # curl's exit code (PHP: 1 = no answer); 0 = the transfer completed
+    errno: int  # curl's error number; 0 = the transfer completed
+    redirect: str = ""  # where a 3xx pointed
     excerpt: str = ""  # first bytes of a failing answer's body
-    error: str = ""  # the client's message when the transfer failed
+    error: str = ""  # curl's message when the transfer failed
 
     @property
     def ok(self) -> bool:
-        return self.exit == 0 and 200 <= self.status < 300
+        return self.errno == 0 and 200 <= self.status < 300
+
+    @property
+    def timed_out(self) -> bool:
+        return self.errno == TIMED_OUT
 
     def describe(self) -> str:
-        """``HTTP 500 "body..."`` or ``no answer: <client error>``, for one line."""
-        if self.status == 0:
-            return f"no answer ({_clip(self.error) or f'client exit {self.exit}'})"
-        text = f"HTTP {self.status}"
-        if self.exit:
-            text += f" but the transfer failed ({_clip(self.error) or f'exit {self.exit}'})"
+        """``HTTP 500 "body..."``, ``HTTP 301 to https://...`` or ``no answer: ...``."""
+        if self.status == 0 or self.errno:
+            why = [x for x in (TLS_ERRORS.get(self.errno, ""), _clip(self.error)) if x]
+            return f"no answer ({'; '.join(why) or f'curl error {self.errno}'})"
+        if self.redirect:
+            return f"HTTP {self.status} to {self.redirect}"
         body = _clip(re.sub(r"<[^>]*>", " ", self.excerpt))
-        return f"{text} {json.dumps(body)}" if body else text
+        return f"HTTP {self.status} {json.dumps(body)}" if body else f"HTTP {self.status}"
 
 
 def _clip(text: str, width: int = 100) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-@dataclass
-class PathHealth:
-    """One path on one host over the window."""
-
-    path: str
-    expected: int
-    answers: int = 0
-    failures: list[Answer] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures and self.answers == self.expected
-
-
-@dataclass
-class HostHealth:
-    """One host's check: per path, or ``error`` when the check itself could not run."""
-
-    host: str
-    paths: dict[str, PathHealth]
-    client: str = ""
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.error and all(p.ok for p in self.paths.values())
 
 
 def _unhex(value: str) -> str:
@@ -449,109 +280,349 @@ def _unhex(value: str) -> str:
         return value
 
 
-def parse_output(host: str, stdout: str, params: HealthParams) -> HostHealth:
-    """Turn the remote loop's lines into a :class:`HostHealth` (pure).
+@dataclass
+class PathHealth:
+    """One path on one host: every answer, in order."""
 
-    A line that does not parse, a path answered fewer times than ``params.rounds``, or a
-    missing final ``D`` line (the loop was killed, the connection dropped) make the host
-    fail with ``error`` saying so: an incomplete check never passes.
-    """
-    paths = {p: PathHealth(p, params.rounds) for p in params.paths}
-    report = HostHealth(host, paths)
-    done, bad = False, []
+    path: str
+    answers: list[Answer] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Answer]:
+        return [a for a in self.answers if not a.ok]
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer, and nothing but timeouts besides (a cold page asked again)."""
+        return any(a.ok for a in self.answers) and all(a.ok or a.timed_out for a in self.answers)
+
+    def first_bad(self) -> Answer | None:
+        """The answer that decided the failure: the first that was not 2xx or a timeout,
+        else the last timeout (no 2xx came before the deadline)."""
+        wrong = [a for a in self.answers if not a.ok and not a.timed_out]
+        return wrong[0] if wrong else (self.answers[-1] if self.answers and not self.ok
+                                       else None)
+
+
+@dataclass
+class HostHealth:
+    """One host's check. ``skipped``: why its storefront was not checked (that is not a
+    failure, and is said loudly); ``error``: why the check itself could not run."""
+
+    host: str
+    target: Target
+    paths: dict[str, PathHealth]
+    error: str = ""
+    skipped: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.skipped) or (not self.error and all(p.ok for p in self.paths.values()))
+
+    def problem(self) -> str:
+        if self.error:
+            return f"{self.host}: {self.error}"
+        bad = [(p, p.first_bad()) for p in self.paths.values() if not p.ok]
+        return "; ".join(f"{self.host} {self.target.join(p.path)}: "
+                         f"{a.describe() if a else 'no answer'}" for p, a in bad)
+
+
+def parse_output(host: str, target: Target, paths: tuple[str, ...], stdout: str) -> HostHealth:
+    """Turn the probe's lines into a :class:`HostHealth` (pure). A line that does not
+    parse, an ``E`` line, or no final ``D`` (the probe was killed, the connection dropped)
+    make the host's check fail with ``error`` saying so: an incomplete check never passes."""
+    report = HostHealth(host, target, {p: PathHealth(p) for p in paths})
+    done, bad, errors = False, [], []
     for line in stdout.splitlines():
         fields = line.split("\t")
-        if fields[0] == "C" and len(fields) == 2:
-            report.client = fields[1]
-        elif fields[0] == DONE and len(fields) == 1:
+        if fields == [DONE]:
             done = True
-        elif fields[0] == "R" and len(fields) == 9:
+        elif fields[0] == "E" and len(fields) == 2:
+            errors.append(fields[1])
+        elif fields[0] == "R" and len(fields) == 10:
             try:
-                answer = _answer(fields, params.paths)
+                index, answer = _answer(fields, paths)
             except (ValueError, IndexError):
                 bad.append(line)
                 continue
-            paths[answer.path].answers += 1
-            if not answer.ok:
-                paths[answer.path].failures.append(answer)
+            report.paths[paths[index]].answers.append(answer)
         elif line.strip():
             bad.append(line)
-    problems = []
     if bad:
-        problems.append(f"unexpected output: {_clip(bad[0])}")
-    if not done:
-        counted = min((p.answers for p in paths.values()), default=0)
-        problems.append(f"the check stopped after {counted} of {params.rounds} rounds")
-    report.error = "; ".join(problems)
+        errors.append(f"unexpected output: {_clip(bad[0])}")
+    if not done and not errors:
+        errors.append("the check stopped before its end (killed, or the connection dropped)")
+    report.error = "; ".join(errors)
     return report
 
 
-def _answer(fields: list[str], paths: tuple[str, ...]) -> Answer:
-    _, rnd, index, ms, status, took, rc, body, err = fields
-    return Answer(round=int(rnd), path=paths[int(index)], at=int(ms) / 1000,
-                  status=int(status), seconds=float(took), exit=int(rc),
-                  excerpt=_unhex(body), error=_unhex(err))
+def _answer(fields: list[str], paths: tuple[str, ...]) -> tuple[int, Answer]:
+    _, _rnd, index, ms, status, took, errno, redirect, body, err = fields
+    i = int(index)
+    return i, Answer(path=paths[i], at=int(ms) / 1000, status=int(status),
+                     seconds=float(took), errno=int(errno), redirect=_unhex(redirect),
+                     excerpt=_unhex(body), error=_unhex(err))
+
+
+def probe(host: Host, params: HealthParams, target: Target, window: float) -> HostHealth:
+    """Run the probe on ``host`` (one SSH command) and parse its lines."""
+    try:
+        result = host.run(remote_command(params, target, window), step="health check",
+                          warn=True, echo=False, stdin=stdin(params),
+                          timeout=params.command_timeout(window))
+    except StepFailed as exc:  # connection lost, or the probe ran past its time limit
+        report = HostHealth(host.name, target, {p: PathHealth(p) for p in params.paths})
+        report.error = f"could not run the check: {_clip(exc.output or str(exc), 300)}"
+        return report
+    report = parse_output(host.name, target, params.paths, result.stdout)
+    if result.exited != 0 and not report.error:
+        report.error = f"exit {result.exited}: {_clip(result.stderr.strip(), 300)}"
+    return report
+
+
+# --------------------------------------------------------------------------- before the build
+
+
+@dataclass
+class Plan:
+    """What :func:`prepare` decided: each host's target, the hosts not checked (and why),
+    and what the live shop answered."""
+
+    targets: dict[str, Target]
+    skipped: dict[str, str] = field(default_factory=dict)
+    live: dict[str, HostHealth] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def find_targets(hosts: list[Host], primary: Host, params: HealthParams,
+                 release_dir: str) -> tuple[dict[str, Target], dict[str, Listeners]]:
+    """Each host's target: ``DEPLOY_HEALTH_BASE_URL`` where given, else the shop's base
+    URL (asked from Magento in ``release_dir`` on the primary) against the host's own web
+    server. Raises :class:`HealthRefused` naming what could not be found."""
+    explicit = {h.name: t for h in hosts if (t := params.explicit_target(h.name))}
+    found = [h for h in hosts if h.name not in explicit]
+    if not found:
+        return explicit, {}
+    try:
+        out = primary.run(shopurl.config_command(params.php, release_dir),
+                          step="shop URL", echo=False).stdout
+        url = shopurl.base_url(shopurl.parse_config(out))
+    except (StepFailed, ShopUrlError) as exc:
+        raise HealthRefused(
+            f"[{primary.name}] could not find the shop's URL to check it after the switch "
+            f"(bin/magento config:show web in {release_dir}): {_clip(str(exc), 400)}. Set "
+            "DEPLOY_HEALTH_BASE_URL (and DEPLOY_HEALTH_HOST), or DEPLOY_HEALTH_PATHS=none "
+            "to deploy without the check") from exc
+    if params.host_header:  # the operator's name for the shop wins over Magento's
+        url = urlsplit(url)._replace(netloc=params.host_header).geturl()
+    listening = on_all(found, lambda h: shopurl.parse_listeners(
+        h.output(shopurl.LISTENERS, step="shop URL")))
+    targets, problems = dict(explicit), []
+    for host in found:
+        seen = listening[host.name]
+        try:
+            if isinstance(seen, BaseException):
+                raise ShopUrlError(f"[{host.name}] {seen}")
+            targets[host.name] = _with_headers(shopurl.plan(url, seen, host.name), params)
+        except ShopUrlError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise HealthRefused("the health check cannot reach the shop:\n" + "\n".join(problems))
+    return targets, {k: v for k, v in listening.items() if isinstance(v, Listeners)}
+
+
+def _with_headers(target: Target, params: HealthParams) -> Target:
+    if not params.headers:
+        return target
+    return Target(target.url, target.resolve, params.headers, target.note)
+
+
+def _followed(target: Target, answer: Answer, found: Listeners | None,
+              params: HealthParams) -> Target | None:
+    """The target after a same-shop redirect (http -> https, a missing slash), or None.
+
+    The same scheme and port: only that path moved. Another scheme or port: the whole
+    shop lives there, and the host's own web server for it is looked up again."""
+    if not (300 <= answer.status < 400 and answer.redirect
+            and shopurl.same_shop(target, answer.redirect)):
+        return None
+    here, there = urlsplit(target.join(answer.path)), urlsplit(answer.redirect)
+    if (here.scheme, here.port) == (there.scheme, there.port):
+        return replace(target, moved=(*target.moved, (answer.path, answer.redirect)),
+                       note=f"{answer.path} moved to {answer.redirect}")
+    suffix = answer.path.lstrip("/")
+    if not there.path.endswith(suffix):
+        return None
+    base = there._replace(path=there.path[: len(there.path) - len(suffix)] or "/",
+                          query="", fragment="").geturl()
+    if found is None:  # an explicit base URL: keep its address, follow the scheme and port
+        port = there.port or (443 if there.scheme == "https" else 80)
+        address = target.address or (here.hostname or "")
+        return Target(base, f"{there.hostname}:{port}:{address}", target.headers,
+                      f"followed {answer.status} to {base}")
+    try:
+        return _with_headers(shopurl.plan(base, found, ""), params)
+    except ShopUrlError:
+        return None
+
+
+def hint(answer: Answer | None, host: str) -> str:
+    """The setting that fixes a refused probe, from what answered."""
+    if answer is None:
+        return "check the web server on the host"
+    if answer.status == 401:
+        return "the shop asks for a password: set DEPLOY_HEALTH_AUTH=user:password"
+    if answer.errno in TLS_ERRORS:
+        return ("add the certificate's CA to the host's trust store, or set "
+                "DEPLOY_HEALTH_TLS_VERIFY=0")
+    if 300 <= answer.status < 400:
+        return ("the shop sends the check elsewhere: set DEPLOY_HEALTH_HOST to the shop's "
+                "name and DEPLOY_HEALTH_BASE_URL to where this host serves it (or "
+                "DEPLOY_HEALTH_HEADERS='X-Forwarded-Proto: https' behind a TLS offloader)")
+    if answer.status >= 500 or answer.status in (403, 404):
+        return "the LIVE shop answers this now: fix it first, or check other paths"
+    return (f"set DEPLOY_HEALTH_BASE_URL={host}=http(s)://ADDRESS:PORT to where this host's "
+            "web server answers for the shop")
+
+
+def prepare(hosts: list[Host], primary: Host, params: HealthParams, release_dir: str, *,
+            probe_live: set[str], maintenance: set[str]) -> Plan:
+    """Before the build: find every host's target and ask the live shop on the hosts in
+    ``probe_live`` (those with a live release) once. Hosts in ``maintenance`` (maintenance
+    left on by the operator or a failed deploy) that answer 503 are not checked, loudly.
+    Anything else that fails raises :class:`HealthRefused` (exit 2), naming host, URL,
+    answer and fix: a check that fails on a healthy shop would revert it."""
+    targets, listening = find_targets(hosts, primary, params, release_dir)
+    plan = Plan(targets)
+    plan.notes += [f"[{n}] health check target: {t.note}" for n, t in targets.items() if t.note]
+    asked = [h for h in hosts if h.name in probe_live]
+    results = on_all(asked, lambda h: _probe_following(h, plan, listening.get(h.name), params))
+    refused = []
+    for host in asked:
+        report = results[host.name]
+        if isinstance(report, BaseException):
+            refused.append(f"[{host.name}] the check could not run: {report}")
+            continue
+        plan.live[host.name], plan.targets[host.name] = report, report.target
+        if report.ok:
+            continue
+        if host.name in maintenance and _maintenance_page(report):
+            plan.skipped[host.name] = ("maintenance is on (not set by this deploy): the "
+                                       "storefront is NOT checked on this host (add its "
+                                       f"address {report.target.address or ''} to "
+                                       "var/.maintenance.ip to have it checked)")
+            continue
+        bad = next((p.first_bad() for p in report.paths.values() if not p.ok), None)
+        refused.append(f"{report.problem() or report.error} -> {hint(bad, host.name)}")
+    if refused:
+        raise HealthRefused(
+            "the health check fails on the LIVE shop, so it would revert any release: "
+            "nothing was built.\n" + "\n".join(refused)
+            + "\n(DEPLOY_HEALTH_PATHS=none deploys without the check)")
+    return plan
+
+
+def _probe_following(host: Host, plan: Plan, found: Listeners | None,
+                     params: HealthParams) -> HostHealth:
+    """The live shop asked once; each path may follow one same-shop redirect."""
+    report, followed = probe(host, params, plan.targets[host.name], 0.0), set()
+    while True:
+        moves = [(p.path, bad, moved) for p in report.paths.values() if p.path not in followed
+                 and (bad := p.first_bad()) and (moved := _followed(report.target, bad,
+                                                                     found, params))]
+        if not moves:
+            return report
+        path, bad, moved = moves[0]
+        followed.add(path)
+        plan.notes.append(f"[{host.name}] {report.target.join(path)} redirects to "
+                          f"{bad.redirect}: the check follows it ({moved.note})")
+        report = probe(host, params, moved, 0.0)
+
+
+def _maintenance_page(report: HostHealth) -> bool:
+    return all(p.ok or (p.first_bad() and p.first_bad().status == 503)  # type: ignore[union-attr]
+               for p in report.paths.values())
+
+
+# --------------------------------------------------------------------------- after the switch
+
+
+def watch(hosts: Iterable[Host], params: HealthParams, plan: Plan) -> HealthReport:
+    """Request every path on every host (not skipped) for the window; return as soon as
+    one host failed (the others are not waited for: the caller reverts now)."""
+    hosts = [h for h in hosts if h.name not in plan.skipped]
+    reports: dict[str, HostHealth] = {}
+    if not params.paths or not hosts:
+        return HealthReport(params, reports, plan.skipped)
+    pool = ThreadPoolExecutor(max_workers=len(hosts))
+    futures: dict[Future[HostHealth], Host] = {
+        pool.submit(probe, h, params, plan.targets[h.name], params.window_seconds): h
+        for h in hosts}
+    pending = set(futures)
+    try:
+        while pending and all(r.ok for r in reports.values()):
+            done, pending = wait(pending, timeout=SIGNAL_CHECK, return_when=FIRST_COMPLETED)
+            for future in done:
+                host = futures[future]
+                try:
+                    reports[host.name] = future.result()
+                except Exception as exc:  # noqa: BLE001 (a host's check, reported)
+                    reports[host.name] = HostHealth(host.name, plan.targets[host.name], {},
+                                                    error=f"could not run the check: {exc}")
+    finally:
+        pool.shutdown(wait=False)
+    return HealthReport(params, reports, plan.skipped,
+                        cut_short=[futures[f].name for f in pending])
 
 
 @dataclass
 class HealthReport:
-    """Every host's check; :attr:`ok` only when every path answered 2xx every time."""
+    """Every host's check; :attr:`ok` when every checked host passed."""
 
     params: HealthParams
     hosts: dict[str, HostHealth]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    cut_short: list[str] = field(default_factory=list)  # not waited for: another failed
 
     @property
     def ok(self) -> bool:
         return all(h.ok for h in self.hosts.values())
 
-    def failures(self) -> list[tuple[str, str, Answer]]:
-        """(host, path, answer) of every failing answer, in host and time order."""
-        return [(h.host, p.path, a) for h in self.hosts.values() for p in h.paths.values()
-                for a in p.failures]
-
     def problem(self) -> str:
         """One line naming what failed where, for an error message ("" when ok)."""
-        parts = []
-        for h in self.hosts.values():
-            if h.error:
-                parts.append(f"{h.host}: {h.error}")
-            for p in h.paths.values():
-                if p.failures:
-                    parts.append(f"{h.host} {p.path}: {p.failures[0].describe()}")
-        return "; ".join(parts)
+        return "; ".join(h.problem() for h in self.hosts.values() if not h.ok)
 
     def lines(self) -> list[str]:
-        """The summary: one line per host and path, failures with their first answer."""
+        """The summary: the check, then one line per host and path."""
         if not self.params.paths:
             return ["health check skipped: no paths to request (DEPLOY_HEALTH_PATHS=none)"]
-        out = [f"health check: {', '.join(self.params.paths)} on {len(self.hosts)} host(s), "
-               f"every {self.params.interval:g} s for {self.params.window_seconds:g} s"
-               + (f", Host: {self.params.host_header}" if self.params.host_header else "")
-               + (": OK" if self.ok else ": FAILED")]
+        out = [f"health check: {', '.join(self.params.paths)} on {len(self.hosts)} host(s) "
+               f"for {self.params.window_seconds:g} s: {'OK' if self.ok else 'FAILED'}"]
+        for name, why in self.skipped.items():
+            out.append(f"[{name}] storefront NOT checked: {why}")
         for h in self.hosts.values():
-            via = f" ({h.client})" if h.client else ""
             if h.error:
-                out.append(f"[{h.host}] health check FAILED{via}: {h.error}")
+                out.append(f"[{h.host}] health check FAILED: {h.error}")
             for p in h.paths.values():
-                out.append(f"[{h.host}] {p.path}{via}: " + _path_line(p))
+                out.append(f"[{h.host}] {h.target.join(p.path)}: {_path_line(p)}")
+        if self.cut_short:
+            out.append(f"not waited for (another host failed): {', '.join(self.cut_short)}")
         return out
 
     def as_record(self) -> dict[str, Any]:
-        """A small JSON-able dict for the release record: per host and path the counts
-        and the first failure (status, when, body excerpt), plus what was checked."""
+        """A small JSON-able dict for the release record."""
+        if not self.params.paths:
+            return {"ok": True, "skipped": True}
         hosts = {}
         for h in self.hosts.values():
-            entry: dict[str, Any] = {"ok": h.ok, "client": h.client}
+            entry: dict[str, Any] = {"ok": h.ok, "url": h.target.url}
             if h.error:
                 entry["error"] = h.error
             entry["paths"] = {p.path: _path_record(p) for p in h.paths.values()}
             hosts[h.host] = entry
-        if not self.params.paths:
-            return {"ok": True, "skipped": True}
         return {"ok": self.ok, "paths": list(self.params.paths),
-                "window_seconds": self.params.window_seconds,
-                "interval": self.params.interval,
-                "host_header": self.params.host_header, "hosts": hosts}
+                "window_seconds": self.params.window_seconds, "hosts": hosts,
+                "not_checked": dict(self.skipped)}
 
 
 def record_summary(record: Mapping[str, Any] | None) -> str:
@@ -562,7 +633,8 @@ def record_summary(record: Mapping[str, Any] | None) -> str:
     if record.get("skipped"):
         return "skipped"
     if record.get("ok"):
-        return "ok"
+        return "ok" + (" (not checked on " + ", ".join(sorted(record["not_checked"])) + ")"
+                       if record.get("not_checked") else "")
     bad = []
     for host, entry in sorted(record.get("hosts", {}).items()):
         if entry.get("error"):
@@ -571,74 +643,32 @@ def record_summary(record: Mapping[str, Any] | None) -> str:
             first = counts.get("first_failure")
             if first:
                 bad.append(f"{host} {path} {first['status'] or 'no answer'}")
-            elif counts.get("answers") != counts.get("expected"):
-                bad.append(f"{host} {path} incomplete")
     return "FAILED: " + ", ".join(bad or ["unknown"])
 
 
 def _path_line(p: PathHealth) -> str:
+    times = [a.seconds for a in p.answers if a.ok]
     if p.ok:
-        return f"{p.answers}/{p.expected} answers 2xx"
-    text = f"{len(p.failures)} of {p.answers} answers failed" if p.failures else "no failure"
-    if p.answers != p.expected:
-        text += f", {p.expected - p.answers} missing"
-    if p.failures:
-        first = p.failures[0]
-        text += f"; first at +{first.at:.1f} s: {first.describe()}"
-    return "FAILED: " + text
+        slow = sum(a.timed_out for a in p.answers)
+        return (f"{len(times)} answers 2xx (slowest {max(times):.2f} s)"
+                + (f", {slow} timed out first (a cold page)" if slow else ""))
+    first = p.first_bad()
+    if first is None:
+        return "FAILED: no answer"
+    return (f"FAILED at +{first.at:.2f} s: {first.describe()} "
+            f"({len(p.answers)} requests, {len(times)} 2xx)")
 
 
 def _path_record(p: PathHealth) -> dict[str, Any]:
-    record: dict[str, Any] = {"answers": p.answers, "expected": p.expected,
-                              "failed": len(p.failures)}
-    if p.failures:
-        first = p.failures[0]
+    record: dict[str, Any] = {"answers": len(p.answers), "failed": len(p.failures)}
+    first = None if p.ok else p.first_bad()
+    if first:
         record["first_failure"] = {"at": first.at, "status": first.status,
                                    "excerpt": first.excerpt[:EXCERPT_BYTES],
-                                   "error": first.error}
+                                   "error": first.error, "redirect": first.redirect}
     return record
 
 
-# --------------------------------------------------------------------------- running
-
-
-def check_host(host: Host, params: HealthParams) -> HostHealth:
-    """Run the window's loop on ``host`` (one SSH command) and parse its lines."""
-    try:
-        result = host.run(remote_command(params, host.name), step="health check", warn=True,
-                          echo=False, timeout=params.command_timeout())
-    except StepFailed as exc:  # connection lost, or the loop ran past its time limit
-        report = HostHealth(host.name, {p: PathHealth(p, params.rounds) for p in params.paths})
-        report.error = f"could not run the check: {_clip(exc.output or str(exc), 300)}"
-        return report
-    report = parse_output(host.name, result.stdout, params)
-    if result.exited != 0:
-        tail = _clip(result.stderr.strip(), 300)
-        report.error = "; ".join(x for x in (report.error,
-                                             f"exit {result.exited}: {tail}") if x)
-    return report
-
-
-def check(hosts: Iterable[Host], params: HealthParams) -> HealthReport:
-    """Request every path on every host, each ``interval`` for ``window_seconds``, all
-    hosts at once; return the report. Nothing raises for an unhealthy host: the caller
-    decides (revert or keep) from :attr:`HealthReport.ok`."""
-    hosts = list(hosts)
-    if not params.paths:
-        return HealthReport(params, {})
-    results = on_all(hosts, lambda h: check_host(h, params))
-    reports = {}
-    for host in hosts:
-        result = results[host.name]
-        if isinstance(result, BaseException):
-            result_ = HostHealth(host.name, {p: PathHealth(p, params.rounds)
-                                             for p in params.paths})
-            result_.error = f"could not run the check: {type(result).__name__}: {result}"
-            result = result_
-        reports[host.name] = result
-    return HealthReport(params, reports)
-
-
-__all__ = ["Answer", "HealthError", "HealthParams", "HealthReport", "HostHealth", "PathHealth",
-           "check", "check_host", "parse_base_urls", "parse_output", "record_summary",
-           "remote_command", "targets"]
+__all__ = ["Answer", "HealthError", "HealthParams", "HealthRefused", "HealthReport",
+           "HostHealth", "PathHealth", "Plan", "parse_base_urls", "parse_headers",
+           "parse_output", "prepare", "probe", "record_summary", "remote_command", "watch"]

@@ -54,6 +54,13 @@ def register(url: str) -> None:
         _secrets.update(s for s in found if len(s) >= 4)
 
 
+def secret(value: str) -> None:
+    """Remember a plain secret (a password given in a setting) for :func:`redact`."""
+    if len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
 def redact(text: str) -> str:
     """``text`` with every registered secret replaced by ``***``."""
     with _lock:

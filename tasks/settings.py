@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .redact import register
+from .redact import register, secret
 
 OPCACHE_STRATEGIES = ("auto", "fcgi", "url", "command", "none")
 HOST_KEY_MODES = ("strict", "accept-new", "off")
@@ -68,11 +68,14 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_UPGRADE_MODE": "maintenance",
     "DEPLOY_VERIFY_PATH": "pub/health_check.php",
     "DEPLOY_HEALTH_PATHS": "/ /health_check.php",
-    "DEPLOY_HEALTH_BASE_URL": "http://127.0.0.1",
+    "DEPLOY_HEALTH_BASE_URL": "",
     "DEPLOY_HEALTH_HOST": "",
-    "DEPLOY_HEALTH_WINDOW": "10",
-    "DEPLOY_HEALTH_INTERVAL": "1",
-    "DEPLOY_HEALTH_TIMEOUT": "5",
+    "DEPLOY_HEALTH_HEADERS": "",
+    "DEPLOY_HEALTH_AUTH": "",
+    "DEPLOY_HEALTH_TLS_VERIFY": "1",
+    "DEPLOY_HEALTH_WINDOW": "1",
+    "DEPLOY_HEALTH_INTERVAL": "0.25",
+    "DEPLOY_HEALTH_TIMEOUT": "10",
     "DEPLOY_CONSUMERS_COMMAND": "",
     "DEPLOY_CONSUMERS_STOP_OLD": "",
     "DEPLOY_BUILD_DIR": "",
@@ -124,12 +127,15 @@ class Settings:
     # ("" = DEPLOY_VERIFY_PATH=none: no FastCGI request, the other checks still run)
     # After the switch (tasks/health.py): () = no check.
     health_paths: tuple[str, ...] = ()
-    health_base_url: str = "http://127.0.0.1"
+    health_base_url: str = ""  # "" = the shop's base URL on each host's own web server
     health_base_urls: Mapping[str, str] = field(default_factory=dict)  # host name -> URL
     health_host: str = ""
-    health_window: float = 10.0
-    health_interval: float = 1.0
-    health_timeout: float = 5.0
+    health_headers: tuple[str, ...] = ()
+    health_auth: str = field(default="", repr=False)  # user:password, masked
+    health_tls_verify: bool = True
+    health_window: float = 1.0
+    health_interval: float = 0.25
+    health_timeout: float = 10.0
     consumers_command: str = ""  # run in current on every host after the switch
     consumers_stop_old: bool = False  # SIGTERM consumers on an old release that ignore the pill
     hooks: Mapping[str, str] = field(default_factory=dict)  # point -> DEPLOY_HOOK_* command
@@ -389,7 +395,7 @@ def _health(raw: dict, hosts: tuple[str, ...]) -> dict:
     """``DEPLOY_HEALTH_*``, checked by the health check's own rules (tasks/health.py), so a
     value accepted here is one the check can run. ``DEPLOY_HEALTH_PATHS=none``: no check."""
     # Imported here: health imports hosts, which imports this module.
-    from .health import DEFAULT_PATHS, HealthError, HealthParams, parse_base_urls
+    from .health import DEFAULT_PATHS, HealthError, HealthParams, parse_base_urls, parse_headers
 
     value = raw["DEPLOY_HEALTH_PATHS"].strip()
     paths = () if value == "none" else tuple(value.split()) or DEFAULT_PATHS
@@ -401,8 +407,13 @@ def _health(raw: dict, hosts: tuple[str, ...]) -> dict:
         seconds[key] = float(text)
     try:
         base_url, base_urls = parse_base_urls(raw["DEPLOY_HEALTH_BASE_URL"])
+        auth = raw["DEPLOY_HEALTH_AUTH"].strip()
+        secret(auth.partition(":")[2])  # masked from here on, even if refused below
         params = HealthParams(paths=paths, base_url=base_url, base_urls=base_urls,
                               host_header=raw["DEPLOY_HEALTH_HOST"].strip(),
+                              headers=parse_headers(raw["DEPLOY_HEALTH_HEADERS"]), auth=auth,
+                              tls_verify=_choice(raw, "DEPLOY_HEALTH_TLS_VERIFY",
+                                                 ("0", "1")) == "1",
                               window_seconds=seconds["DEPLOY_HEALTH_WINDOW"],
                               interval=seconds["DEPLOY_HEALTH_INTERVAL"],
                               request_timeout=seconds["DEPLOY_HEALTH_TIMEOUT"])
@@ -414,6 +425,8 @@ def _health(raw: dict, hosts: tuple[str, ...]) -> dict:
                             f"DEPLOY_HOSTS {list(hosts)}")
     return {"health_paths": params.paths, "health_base_url": params.base_url,
             "health_base_urls": dict(params.base_urls), "health_host": params.host_header,
+            "health_headers": params.headers, "health_auth": params.auth,
+            "health_tls_verify": params.tls_verify,
             "health_window": params.window_seconds, "health_interval": params.interval,
             "health_timeout": params.request_timeout}
 
