@@ -165,7 +165,7 @@ class HealthParams:
     tls_verify: bool = True
     window_seconds: float = 1.0
     interval: float = 0.25
-    request_timeout: float = 10.0
+    request_timeout: float = 5.0
     php: str = "php"
 
     def __post_init__(self) -> None:
@@ -210,9 +210,14 @@ class HealthParams:
         base = self.base_urls.get(host, self.base_url)
         return shopurl.explicit(base, self.host_header, self.headers) if base else None
 
+    def deadline(self, window: float) -> float:
+        """Seconds until a path must have answered 2xx: the window, plus time for a first
+        request that times out (a cold page) and one more."""
+        return window + 2 * self.request_timeout
+
     def command_timeout(self, window: float) -> int:
         """Seconds the probe may take on a host: its deadline plus slack to start PHP."""
-        return int(window + self.request_timeout + 30)
+        return int(self.deadline(window) + 30)
 
 
 # --------------------------------------------------------------------------- the probe
@@ -225,7 +230,7 @@ def remote_command(params: HealthParams, target: Target, window: float) -> str:
                      "headers": list(params.headers or target.headers)} for p in params.paths],
         "window_ms": round(window * 1000), "interval_ms": round(params.interval * 1000),
         "timeout_ms": round(params.request_timeout * 1000),
-        "deadline_ms": round((window + params.request_timeout) * 1000),
+        "deadline_ms": round(params.deadline(window) * 1000),
         "verify": params.tls_verify, "auth": bool(params.auth), "excerpt": EXCERPT_BYTES,
     }
     return f"{params.php} -r {q(PROBE)} {q(json.dumps(job))}"

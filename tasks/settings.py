@@ -75,7 +75,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_HEALTH_TLS_VERIFY": "1",
     "DEPLOY_HEALTH_WINDOW": "1",
     "DEPLOY_HEALTH_INTERVAL": "0.25",
-    "DEPLOY_HEALTH_TIMEOUT": "10",
+    "DEPLOY_HEALTH_TIMEOUT": "5",
     "DEPLOY_CONSUMERS_COMMAND": "",
     "DEPLOY_CONSUMERS_STOP_OLD": "",
     "DEPLOY_BUILD_DIR": "",
@@ -135,7 +135,7 @@ class Settings:
     health_tls_verify: bool = True
     health_window: float = 1.0
     health_interval: float = 0.25
-    health_timeout: float = 10.0
+    health_timeout: float = 5.0
     consumers_command: str = ""  # run in current on every host after the switch
     consumers_stop_old: bool = False  # SIGTERM consumers on an old release that ignore the pill
     hooks: Mapping[str, str] = field(default_factory=dict)  # point -> DEPLOY_HOOK_* command
