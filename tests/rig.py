@@ -22,7 +22,24 @@ Each :class:`WebHost` is:
   only when it is digits, missing static files sent to ``static.php``, missing media to
   ``get.php``, PHP run only for Magento's entry points, every other ``.php`` denied, 404
   and 403 answered by ``errors/404.php``, and the stale-prone ``$document_root``
-  FastCGI path.
+  FastCGI path. That default server answers any name on the host's address (``url()``);
+  ``start_web(shop_name=...)`` adds the shop's own vhost as production hosts have it:
+  ``server_name <shop>`` on port 80, optionally TLS on 443 (a self-signed certificate, or
+  one signed by the rig's CA, which the hosts then trust), a ``301`` to https, HTTP basic
+  auth. The shop name never resolves: clients inside a host use ``curl --resolve``
+  (:meth:`WebHost.curl_resolve`).
+
+nginx listens on the host's own address only (never ``127.0.0.1`` or ``0.0.0.0``: see
+:meth:`WebHost.listening`), on the same HTTP and HTTPS ports on every host of a rig
+(:attr:`Rig.http_port`, :attr:`Rig.https_port`): 80 and 443 when they are free on all the
+rig's addresses, else one free port common to all of them.
+
+TLS files live in :attr:`Rig.tls_dir` (``<rig>/tls``), made with the ``openssl`` CLI when
+first needed: the CA (:attr:`Rig.ca_cert`, once per rig) and one certificate per shop name
+and variant. A host trusts the CA (:meth:`Rig.trust_ca`, done for every host by
+``start_web(tls="ca")``) through a bind mount, in its own mount namespace, of the system
+bundle plus the CA over ``/etc/ssl/certs/ca-certificates.crt``: curl, PHP's curl and
+OpenSSL on the rig hosts trust it, the machine itself never does.
 
 Everything outside ``/srv`` is the machine's own filesystem and is seen by every host,
 including the deploy user's home (like an NFS ``/home``: ``git config --global`` made once
@@ -40,12 +57,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import pwd
 import random
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -59,6 +78,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import fabric
 
@@ -70,7 +90,12 @@ NSENTER = "/usr/bin/nsenter"
 SETPRIV = "/usr/bin/setpriv"
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
 MOUNT = "/usr/bin/mount"
+OPENSSL = "/usr/bin/openssl"
 NGINX_FASTCGI_PARAMS = "/etc/nginx/fastcgi_params"
+# The bundle curl, PHP (curl and OpenSSL streams) and Python read on Debian; a host that
+# trusts the rig's CA sees its own copy of it (see Rig.trust_ca).
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+TLS_VARIANTS = ("self-signed", "ca")
 
 DEPLOY_USER = "deployer"
 DEPLOY_PATH = "/srv/shop"
@@ -81,10 +106,12 @@ RIG_PREFIX = "magerig-"
 START_TIMEOUT = 10.0
 _LOCK_FILE = RIG_PARENT / "magerig.lock"
 
-# Ports every host would use on a real cluster; a rig falls back to a free port when one
-# is taken on its address (e.g. a system sshd listening on 0.0.0.0:22).
+# Ports every host would use on a real cluster; a host falls back to a free port when one
+# is taken on its address (e.g. a system sshd listening on 0.0.0.0:22). HTTP and HTTPS
+# fall back per rig instead, to one port free on every host's address (Rig.http_port).
 SSH_PORT = 22
 HTTP_PORT = 80
+HTTPS_PORT = 443
 FPM_TCP_PORT = 9000
 
 
@@ -124,11 +151,13 @@ def skip_or_fail(message: str) -> None:
     pytest.skip(message)
 
 
-def missing_requirements(*, web: bool = False) -> list[str]:
+def missing_requirements(*, web: bool = False, tls: bool = False) -> list[str]:
     """Why a rig cannot run here (empty list = it can). Used by conftest to skip or fail.
 
     Checked up front so that a developer without root gets one precise skip reason instead
-    of a confusing failure halfway through a fixture.
+    of a confusing failure halfway through a fixture. ``tls=True`` also requires what
+    ``start_web(tls=...)`` and ``basic_auth`` need: the ``openssl`` CLI and the system CA
+    bundle (package ``ca-certificates``).
     """
     if not sys.platform.startswith("linux"):
         return [f"needs Linux mount namespaces, this is {sys.platform}"]
@@ -138,7 +167,11 @@ def missing_requirements(*, web: bool = False) -> list[str]:
     tools = [SSHD, UNSHARE, NSENTER, SETPRIV, SSH_KEYGEN, MOUNT]
     if web:
         tools += [PHP_FPM, NGINX]
+    if tls:
+        tools += [OPENSSL]
     reasons += [f"{tool} is missing" for tool in tools if not os.access(tool, os.X_OK)]
+    if tls and not os.path.isfile(SYSTEM_CA_BUNDLE):
+        reasons.append(f"{SYSTEM_CA_BUNDLE} is missing (package ca-certificates)")
     for tool in ("useradd", "usermod"):
         if shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin") is None:
             reasons.append(f"{tool} is missing")
@@ -263,6 +296,67 @@ def _free_port(address: str, preferred: int) -> int:
                 continue
             return sock.getsockname()[1]
     raise RigError(f"no free TCP port on {address}")
+
+
+def _bindable(address: str, port: int) -> bool:
+    """Whether nginx could listen on ``address:port`` (it sets SO_REUSEADDR too, so a port
+    left in TIME_WAIT counts as free; one somebody listens on does not)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _common_free_port(addresses: list[str], preferred: int, avoid: Iterable[int] = ()) -> int:
+    """``preferred`` if it is free on every address, else one port free on all of them:
+    the hosts of a cluster serve the shop on the same port."""
+    skip = set(avoid)
+    for attempt in range(50):
+        port = preferred if attempt == 0 else _free_port(addresses[0], 0)
+        if port not in skip and all(_bindable(address, port) for address in addresses):
+            return port
+    raise RigError(f"no TCP port free on all of {addresses}")
+
+
+def _listening(pids: Iterable[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state that one of ``pids`` holds,
+    read from /proc (what ``ss -ltnp`` shows for them)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            addr_hex, port_hex = fields[1].split(":")
+            raw = bytes.fromhex(addr_hex)  # host-order 32-bit words
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add((socket.inet_ntop(family, packed), int(port_hex, 16)))
+    return found
+
+
+def _accepts(address: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``address:port``."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((address, port)) == 0
 
 
 def _reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
@@ -390,9 +484,24 @@ def _nginx_config(host: WebHost, extra_locations: str = "") -> str:
     placed before the final deny, as ``docs/opcache.md`` tells users). SCRIPT_FILENAME
     uses ``$document_root`` on purpose: with it FPM workers keep serving the old release
     after ``current`` moves (see FACTS.md, OPcache).
+
+    Servers: the default one (``server_name <host name>``, any name or none on the host's
+    address and HTTP port, as before shop vhosts existed) and, with ``host.shop_name``,
+    the shop's own vhost: the same rules by name on the HTTP port (or a ``301`` to
+    https), and on the HTTPS port with the shop's certificate and ``HTTPS on`` for PHP.
+    Every ``listen`` names the host's own address.
     """
-    entry = _php_location(f"~ ^/({ENTRY_POINTS})\\.php$")
-    extra = textwrap.indent(extra_locations.strip("\n"), " " * 8) + "\n" if extra_locations else ""
+    rules = _magento_rules(extra_locations)
+    servers = [
+        _server(
+            "The host's default server: any name (or none) on its address, no TLS, no auth.",
+            [f"listen {host.address}:{host.http_port} default_server;",
+             f"server_name {host.name};"],
+            rules,
+        )
+    ]
+    servers += _shop_servers(host, extra_locations)
+    servers_text = "\n".join(servers)
     return f"""\
 # nginx of rig host {host.name}, generated by tests/rig.py.
 daemon off;
@@ -423,9 +532,47 @@ http {{
         server unix:{FPM_SOCKET};
     }}
 
-    server {{
-        listen {host.address}:{host.http_port};
-        server_name {host.name};
+{servers_text}}}
+"""
+
+
+def _server(comment: str, head: list[str], body: str) -> str:
+    """One ``server`` block of nginx.conf: ``head`` directives, then ``body`` (indented)."""
+    lines = "".join(f"        {line}\n" for line in head)
+    return f"    # {comment}\n    server {{\n{lines}{body}\n    }}\n"
+
+
+def _shop_servers(host: WebHost, extra_locations: str) -> list[str]:
+    """The vhost of ``host.shop_name`` (none without one): port 80 serving the shop or
+    redirecting to https, port 443 with the certificate, basic auth on what serves it."""
+    if host.shop_name is None:
+        return []
+    name = host.shop_name
+    auth = []
+    if host.basic_auth is not None:
+        auth = [f'auth_basic "{name}";', f"auth_basic_user_file {host._etc / 'htpasswd'};"]
+    http_head = [f"listen {host.address}:{host.http_port};", f"server_name {name};"]
+    if host.redirect_https:
+        # Production's line; the port only appears when the rig could not get 443.
+        port = "" if host.https_port == HTTPS_PORT else f":{host.https_port}"
+        servers = [_server(f"{name} over http: sent to https, as production vhosts do.",
+                           http_head, f"        return 301 https://$host{port}$request_uri;")]
+    else:
+        servers = [_server(f"{name} over http.", http_head + auth,
+                           _magento_rules(extra_locations))]
+    if host.tls is not None:
+        head = [f"listen {host.address}:{host.https_port} ssl;", f"server_name {name};",
+                f"ssl_certificate {host.tls_cert};", f"ssl_certificate_key {host._tls_key};"]
+        servers.append(_server(f"{name} over https ({host.tls} certificate).", head + auth,
+                               _magento_rules(extra_locations, https=True)))
+    return servers
+
+
+def _magento_rules(extra_locations: str, *, https: bool = False) -> str:
+    """The body of a server that serves the shop: Magento 2.4.7's sample rules."""
+    entry = _php_location(f"~ ^/({ENTRY_POINTS})\\.php$", https=https)
+    extra = textwrap.indent(extra_locations.strip("\n"), " " * 8) + "\n" if extra_locations else ""
+    return f"""\
         # The web root follows the "current" symlink: a switch changes what is served.
         root {DEPLOY_PATH}/current/pub;
         index index.php;
@@ -517,10 +664,7 @@ http {{
         # locations are tried in order, so this only catches what the ones above did not.
         location ~* (\\.php$|\\.phtml$|\\.htaccess$|\\.htpasswd$|\\.git) {{
             deny all;
-        }}
-    }}
-}}
-"""
+        }}"""
 
 
 OPCACHE_DOC = Path(__file__).resolve().parent.parent / "docs" / "opcache.md"
@@ -538,15 +682,17 @@ def documented_opcache_location(doc: Path = OPCACHE_DOC) -> str:
     return found[0]
 
 
-def _php_location(match: str) -> str:
-    """The entry-point ``location``: FastCGI to the pool, ``$document_root`` path."""
+def _php_location(match: str, *, https: bool = False) -> str:
+    """The entry-point ``location``: FastCGI to the pool, ``$document_root`` path; on the
+    TLS server ``HTTPS on`` (as Magento setups add: PHP's ``$_SERVER['HTTPS']``)."""
+    tls = "\n            fastcgi_param HTTPS on;" if https else ""
     return f"""\
         location {match} {{
             try_files $uri =404;
             fastcgi_pass fastcgi_backend;
             fastcgi_buffers 16 16k;
             fastcgi_buffer_size 32k;
-            fastcgi_param PHP_FLAG "session.auto_start=off \\n suhosin.session.cryptua=off";
+            fastcgi_param PHP_FLAG "session.auto_start=off \\n suhosin.session.cryptua=off";{tls}
             # The sample allows 600 s; a test must not hang that long on a stuck worker.
             fastcgi_read_timeout 60s;
             fastcgi_connect_timeout 60s;
@@ -554,6 +700,103 @@ def _php_location(match: str) -> str:
             fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
             include fastcgi_params;
         }}"""
+
+
+# --------------------------------------------------------------------------- TLS, basic auth
+
+# A minimal openssl config, so that the certificates do not depend on the machine's
+# openssl.cnf: every extension comes from the -extfile below.
+_REQ_CONFIG = "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\n"
+_CA_EXTENSIONS = """\
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+"""
+_SERVER_EXTENSIONS = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:{name}
+subjectKeyIdentifier = hash
+"""
+CERT_DAYS = 30
+_SHOP_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _openssl(*args: str | Path, input: str | None = None) -> str:
+    proc = subprocess.run(
+        [OPENSSL, *map(str, args)], input=input, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RigError(f"openssl {args[0]} failed (exit {proc.returncode}):\n"
+                       f"{_tail(proc.stderr)}")
+    return proc.stdout
+
+
+def _make_cert(
+    directory: Path, stem: str, subject: str, extensions: str, issuer: tuple[Path, Path] | None
+) -> tuple[Path, Path]:
+    """``directory/stem.crt`` and ``.key`` (EC P-256, ``CERT_DAYS`` days): signed by
+    ``issuer`` (its cert and key) or, without one, by its own key (self-signed)."""
+    key, csr, crt = (directory / f"{stem}.{ext}" for ext in ("key", "csr", "crt"))
+    directory.mkdir(mode=0o755, exist_ok=True)
+    config = directory / "req.cnf"
+    if not config.exists():
+        _write(config, _REQ_CONFIG)
+    extfile = _write(directory / f"{stem}.ext", extensions)
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", key, "-subj", f"/CN={subject}", "-config", config,
+             "-out", csr)
+    key.chmod(0o600)
+    if issuer is None:
+        signer: list[str | Path] = ["-signkey", key]
+    else:
+        signer = ["-CA", issuer[0], "-CAkey", issuer[1], "-set_serial", str(secrets.randbits(63))]
+    _openssl("x509", "-req", "-in", csr, *signer, "-days", str(CERT_DAYS),
+             "-extfile", extfile, "-out", crt)
+    csr.unlink()
+    return crt, key
+
+
+def _apr1(password: str) -> str:
+    """``openssl passwd -apr1`` hash of ``password`` for an htpasswd file (the password
+    goes through stdin, never the command line)."""
+    return _openssl("passwd", "-apr1", "-stdin", input=password + "\n").strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Vhost:
+    """What :meth:`Rig.start_web` asked of the shop vhost, checked, with its files."""
+
+    shop_name: str
+    tls: str | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    redirect_https: bool = False
+    basic_auth: tuple[str, str] | None = None
+
+
+def _check_vhost(
+    shop_name: str | None,
+    tls: str | None,
+    redirect_https: bool,
+    basic_auth: tuple[str, str] | None,
+) -> None:
+    """Refuse a shape nginx would start with but that means nothing (ValueError)."""
+    if shop_name is None:
+        if tls or redirect_https or basic_auth:
+            raise ValueError("tls, redirect_https and basic_auth need a shop_name vhost")
+        return
+    if not _SHOP_NAME.fullmatch(shop_name) or len(shop_name) > 253:
+        raise ValueError(f"{shop_name!r} is not a lower-case host name")
+    if tls is not None and tls not in TLS_VARIANTS:
+        raise ValueError(f"tls={tls!r}: use one of {TLS_VARIANTS} or None")
+    if redirect_https and tls is None:
+        raise ValueError("redirect_https=True needs tls: nothing would answer the redirect")
+    if basic_auth is not None:
+        user, password = basic_auth
+        if not user or re.search(r"[:\s]", user) or not password or "\n" in password:
+            raise ValueError("basic_auth: a user without ':' or spaces, a one-line password")
 
 
 # --------------------------------------------------------------------------- FastCGI
@@ -646,9 +889,20 @@ class WebHost:
         self.name = name
         self.address = address
         self.ssh_port = _free_port(address, SSH_PORT)
+        # While nginx runs: the rig's ports (Rig.http_port; https_port only with TLS).
         self.http_port: int | None = None
+        self.https_port: int | None = None
         self.fpm_tcp: str | None = None
         self.extra_locations = ""
+        # The shop vhost nginx serves (see Rig.start_web); None/False/None without one.
+        self.shop_name: str | None = None
+        self.tls: str | None = None  # "self-signed" or "ca"
+        self.tls_cert: Path | None = None  # the certificate nginx presents on https_port
+        self._tls_key: Path | None = None
+        self.redirect_https = False
+        self.basic_auth: tuple[str, str] | None = None
+        # Whether this host's /etc/ssl/certs/ca-certificates.crt includes the rig's CA.
+        self.trusts_rig_ca = False
         self.root = hostdir / "srv"  # host-side view of this host's /srv
         self._rig = rig
         self._etc = hostdir / "etc"
@@ -719,6 +973,35 @@ class WebHost:
         if self.http_port is None:
             raise RigError(f"{self.name}: nginx is not running, call rig.start_web() first")
         return f"http://{self.address}:{self.http_port}/{path.lstrip('/')}"
+
+    def shop_url(self, path: str = "/", *, https: bool | None = None) -> str:
+        """``https://<shop name>/path`` (``http://`` without TLS, or with ``https=False``),
+        with the port only when the rig could not get 80/443. The name does not resolve:
+        give curl :meth:`curl_resolve`."""
+        if self.shop_name is None or self.http_port is None:
+            raise RigError(f"{self.name}: no shop vhost, call rig.start_web(shop_name=...)")
+        https = self.tls is not None if https is None else https
+        if https and self.https_port is None:
+            raise RigError(f"{self.name}: {self.shop_name} has no TLS (start_web(tls=...))")
+        port, default = (self.https_port, HTTPS_PORT) if https else (self.http_port, HTTP_PORT)
+        netloc = self.shop_name if port == default else f"{self.shop_name}:{port}"
+        return f"{'https' if https else 'http'}://{netloc}/{path.lstrip('/')}"
+
+    def curl_resolve(self) -> list[str]:
+        """curl options that send :meth:`shop_url` requests to this host's own address
+        (keeping the Host header and TLS SNI): ``--resolve NAME:PORT:ADDRESS`` per port."""
+        if self.shop_name is None:
+            raise RigError(f"{self.name}: no shop vhost, call rig.start_web(shop_name=...)")
+        ports = [port for port in (self.http_port, self.https_port) if port]
+        return [arg for port in ports
+                for arg in ("--resolve", f"{self.shop_name}:{port}:{self.address}")]
+
+    def listening(self, daemon: str = "nginx") -> set[tuple[str, int]]:
+        """(address, port) of every TCP socket ``daemon`` (and its workers) listens on."""
+        pid = self.daemon_pid(daemon)
+        if pid is None:
+            return set()
+        return _listening(_descendants(pid, _parents(self.pids())))
 
     def fastcgi(self, script: str, *, tcp: bool = False, query: str = "") -> tuple[int, str]:
         """Execute ``script`` (path inside the host) in this host's FPM pool: (status, body)."""
@@ -856,7 +1139,14 @@ class WebHost:
         """Undo :meth:`mount_tmpfs` (lazily: a worker may still hold a file there)."""
         self.sh(f"umount -l {shlex.quote(path)}")
 
-    def _start_web(self, *, tcp: bool, opcache: bool, extra_locations: str = "") -> int:
+    def _start_web(
+        self,
+        *,
+        tcp: bool,
+        opcache: bool,
+        extra_locations: str = "",
+        vhost: _Vhost | None = None,
+    ) -> int:
         """Start php-fpm and nginx without waiting; return the FPM log offset to wait from."""
         self._stop_daemons(["nginx", "fpm"])
         self.extra_locations = extra_locations
@@ -865,7 +1155,18 @@ class WebHost:
             self.fpm_tcp = f"{self.address}:{port or _free_port(self.address, FPM_TCP_PORT)}"
         else:
             self.fpm_tcp = None
-        self.http_port = self.http_port or _free_port(self.address, HTTP_PORT)
+        self._forget_vhost()
+        self.http_port = self._rig.http_port
+        if vhost is not None:
+            self.shop_name = vhost.shop_name
+            self.redirect_https = vhost.redirect_https
+            self.basic_auth = vhost.basic_auth
+            if vhost.tls is not None:
+                self.tls, self.https_port = vhost.tls, self._rig.https_port
+                self.tls_cert, self._tls_key = vhost.cert, vhost.key
+            if vhost.basic_auth is not None:
+                user, password = vhost.basic_auth
+                _write(self._etc / "htpasswd", f"{user}:{_apr1(password)}\n")
         ini = _write(self._etc / "php.ini", _php_ini(opcache))
         fpm_conf = _write(self._etc / "php-fpm.conf", _fpm_config(self.fpm_tcp))
         # The sample's "include fastcgi_params" is relative to nginx.conf's directory.
@@ -890,11 +1191,10 @@ class WebHost:
         )
         nginx = self._daemons["nginx"]
         deadline = time.monotonic() + START_TIMEOUT
+        ports = [port for port in (self.http_port, self.https_port) if port]
         while True:
-            with socket.socket() as sock:
-                sock.settimeout(1)
-                if sock.connect_ex((self.address, self.http_port or 0)) == 0:
-                    return
+            if all(_accepts(self.address, port) for port in ports):
+                return
             if nginx.poll() is not None or time.monotonic() > deadline:
                 text = (self.root / "log" / "nginx-error.log").read_text(errors="replace")
                 raise RigError(f"{self.name}: nginx did not start:\n{_tail(text)}")
@@ -917,8 +1217,26 @@ class WebHost:
     def stop_web(self) -> None:
         """Stop nginx and php-fpm on this host (sshd keeps running)."""
         self._stop_daemons(["nginx", "fpm"])
-        self.http_port = None
+        self._forget_vhost()
         self.fpm_tcp = None
+
+    def _forget_vhost(self) -> None:
+        """Nothing served any more: no ports, no shop vhost (the CA trust stays)."""
+        self.http_port = self.https_port = None
+        self.shop_name = self.tls = self.tls_cert = self._tls_key = self.basic_auth = None
+        self.redirect_https = False
+
+    def _trust(self, bundle: Path) -> None:
+        """Bind-mount ``bundle`` over the system CA bundle, in this host's namespace only."""
+        if self.trusts_rig_ca:
+            return
+        subprocess.run(
+            [NSENTER, f"--target={self._holder_pid}", "--mount", "--", MOUNT, "--bind"]
+            + [str(bundle), SYSTEM_CA_BUNDLE],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+        self.trusts_rig_ca = True
 
     def _stop_daemons(self, names: Iterable[str], timeout: float = 5.0) -> None:
         procs = [self._daemons.pop(name) for name in names if name in self._daemons]
@@ -950,8 +1268,9 @@ class WebHost:
             if self._holder.poll() is None:
                 self._holder.kill()
             self._holder.wait()
-        self.http_port = None
+        self._forget_vhost()
         self.fpm_tcp = None
+        self.trusts_rig_ca = False
 
 
 # --------------------------------------------------------------------------- the rig
@@ -969,6 +1288,11 @@ class Rig:
         self.ssh_config = base / "ssh" / "ssh_config"
         self.key = base / "ssh" / "id_ed25519"
         self._authorized_keys = base / "ssh" / "authorized_keys"
+        # CA, certificates and the hosts' trust bundle, made when first needed.
+        self.tls_dir = base / "tls"
+        # nginx's ports on every host, chosen by the first start_web (see _common_free_port).
+        self.http_port: int | None = None
+        self.https_port: int | None = None
         self._state_file = base / "state.json"
         self._state: dict[str, list] = {"owner": [os.getpid(), _start_time(os.getpid())]}
         self._state["procs"] = []
@@ -1072,6 +1396,10 @@ class Rig:
         tcp: bool = False,
         opcache: bool = True,
         extra_locations: str = "",
+        shop_name: str | None = None,
+        tls: Literal["self-signed", "ca"] | None = None,
+        redirect_https: bool = False,
+        basic_auth: tuple[str, str] | None = None,
     ) -> None:
         """Start (or restart) php-fpm and nginx on ``hosts`` (default: all).
 
@@ -1080,17 +1408,96 @@ class Rig:
         ``extra_locations``: nginx ``location`` blocks an operator adds to Magento's sample
         (e.g. the one ``docs/opcache.md`` documents for the ``url`` strategy), placed
         before the final deny of other PHP files; a restart without it removes them.
+
+        The default server always answers on ``url()`` (any name, no TLS, no auth).
+        ``shop_name`` (e.g. ``"shop.test"``) adds the production-shaped vhost
+        ``server_name <shop_name>`` on :attr:`http_port`, with the same rules and
+        ``extra_locations``; then:
+
+        * ``tls="self-signed"``: also ``listen <address>:<https_port> ssl`` with a
+          self-signed certificate for the name (``host.tls_cert``), which no client trusts;
+        * ``tls="ca"``: the same with a certificate signed by the rig's CA
+          (:attr:`ca_cert`), and every host of the rig trusts that CA (:meth:`trust_ca`);
+        * PHP on the https server gets ``fastcgi_param HTTPS on``;
+        * ``redirect_https=True`` (needs ``tls``): the http server of the name only answers
+          ``301`` to ``https://$host$request_uri`` (with ``:<https_port>`` when not 443);
+        * ``basic_auth=("user", "password")``: ``auth_basic`` on the servers of the name
+          that serve the shop (htpasswd made with ``openssl passwd -apr1``).
+
+        A restart without ``shop_name`` removes the vhost. Bad combinations raise
+        ValueError before anything is (re)started.
         """
+        tls = tls or None  # tls=False reads as "no TLS"
+        _check_vhost(shop_name, tls, redirect_https, basic_auth)
         chosen = [
             h if isinstance(h, WebHost) else self.host(h)
             for h in (self.hosts if hosts is None else hosts)
         ]
+        self._choose_web_ports()
+        vhost = None
+        if shop_name is not None:
+            cert, key = self._shop_cert(shop_name, tls) if tls is not None else (None, None)
+            vhost = _Vhost(shop_name, tls, cert, key, redirect_https, basic_auth)
+        if tls == "ca":
+            self.trust_ca()
         pending = [
-            (host, host._start_web(tcp=tcp, opcache=opcache, extra_locations=extra_locations))
+            (host, host._start_web(tcp=tcp, opcache=opcache, extra_locations=extra_locations,
+                                   vhost=vhost))
             for host in chosen
         ]
         for host, offset in pending:
             host._wait_web(offset)
+
+    def _choose_web_ports(self) -> None:
+        """Once per rig: 80 and 443 if free on every host's address, else common ports."""
+        if self.http_port is None or self.https_port is None:
+            addresses = [h.address for h in self.hosts]
+            self.http_port = _common_free_port(addresses, HTTP_PORT)
+            self.https_port = _common_free_port(addresses, HTTPS_PORT, avoid=[self.http_port])
+
+    # ---- TLS
+
+    @property
+    def ca_cert(self) -> Path:
+        """The rig's CA certificate (PEM, ``<rig>/tls/ca.crt``), made on first use: pass it
+        to a client outside the hosts (``curl --cacert``, ``ssl.create_default_context
+        (cafile=...)``) that must trust the ``tls="ca"`` certificates."""
+        return self._ca()[0]
+
+    def _ca(self) -> tuple[Path, Path]:
+        crt, key = self.tls_dir / "ca.crt", self.tls_dir / "ca.key"
+        if not crt.exists():
+            made = _make_cert(self.tls_dir, "ca", f"magerig CA {self.base.name}",
+                              _CA_EXTENSIONS, None)
+            assert made == (crt, key)
+        return crt, key
+
+    def _shop_cert(self, shop_name: str, variant: str) -> tuple[Path, Path]:
+        """Certificate and key for ``shop_name`` (``<rig>/tls/<name>.<variant>.crt``)."""
+        stem = f"{shop_name}.{variant}"
+        crt, key = self.tls_dir / f"{stem}.crt", self.tls_dir / f"{stem}.key"
+        if not crt.exists():
+            issuer = self._ca() if variant == "ca" else None
+            _make_cert(self.tls_dir, stem, shop_name,
+                       _SERVER_EXTENSIONS.format(name=shop_name), issuer)
+        return crt, key
+
+    def trust_ca(self, hosts: Iterable[str | WebHost] | None = None) -> None:
+        """Make ``hosts`` (default: all) trust the rig's CA, and only them: inside each
+        host's mount namespace, ``/etc/ssl/certs/ca-certificates.crt`` becomes the system
+        bundle plus the CA (``<rig>/tls/ca-certificates.crt``). Idempotent; lasts until
+        the rig stops."""
+        bundle = self.tls_dir / "ca-certificates.crt"
+        if not bundle.exists():
+            system = Path(SYSTEM_CA_BUNDLE)
+            if not system.is_file():
+                raise RigError(f"{system} is missing: install the ca-certificates package")
+            text = system.read_text()
+            tmp = _write(bundle.with_suffix(".tmp"),
+                         text + ("" if text.endswith("\n") else "\n") + self.ca_cert.read_text())
+            tmp.replace(bundle)
+        for host in self.hosts if hosts is None else hosts:
+            (host if isinstance(host, WebHost) else self.host(host))._trust(bundle)
 
     # ---- life cycle
 

@@ -3,7 +3,9 @@
 They check the properties the deploy tests rely on: hosts reached by name over SSH as the
 deploy user, one filesystem per host under the same paths, a directory shared by all,
 nginx + php-fpm serving the ``current`` release with production OPcache (and so the stale
-realpath behaviour that deploys must handle), and a cleanup that leaves nothing running.
+realpath behaviour that deploys must handle), production-shaped shop vhosts (name, TLS with
+a CA only the hosts trust, https redirect, basic auth, same ports on every host, bound to
+the host's own address), and a cleanup that leaves nothing running.
 """
 
 from __future__ import annotations
@@ -11,23 +13,29 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import conftest
 import pytest
 import rig as rig_module
 from load import HttpLoad, Sample, classify, classify_asset, linked_assets
 from rig import (
+    HTTP_PORT,
+    HTTPS_PORT,
     RIG_PREFIX,
+    SYSTEM_CA_BUNDLE,
     Rig,
     WebHost,
     make_rig,
@@ -280,6 +288,211 @@ def test_nginx_follows_magentos_sample_rules(web_rig1: Rig) -> None:
     assert (host.extra_locations, _answer(host.url("/other.php"))) == (extra, (200, "other"))
     web_rig1.start_web()
     assert _answer(host.url("/other.php")) == (404, "errors/404.php")
+
+
+# --------------------------------------------------------------------------- shop vhost, TLS
+
+
+def _require_tls() -> None:
+    conftest.require_real_hosts(web=True)
+    missing = rig_module.missing_requirements(web=True, tls=True)
+    if missing:
+        rig_module.skip_or_fail("rig TLS unavailable: " + "; ".join(missing))
+
+
+@pytest.fixture
+def tls_rig2() -> Iterator[Rig]:
+    """Two hosts with sshd, no web server yet (the test chooses the vhost shape)."""
+    _require_tls()
+    rig = make_rig(2)
+    try:
+        yield rig
+    finally:
+        rig.stop()
+
+
+HEALTH_CHECK = """\
+mkdir -p /srv/shop/releases/1/pub
+cat > /srv/shop/releases/1/pub/health_check.php <<'PHP'
+<?php
+echo json_encode(['host' => '{name}', 'https' => $_SERVER['HTTPS'] ?? null,
+                  'name' => $_SERVER['HTTP_HOST'] ?? null]);
+PHP
+ln -sfn /srv/shop/releases/1 /srv/shop/current
+"""
+
+
+def _curl(via: WebHost, target: WebHost, url: str, *options: str) -> tuple[int, int, str, str, str]:
+    """curl ``url`` inside ``via``, the shop name resolved to ``target``'s address:
+    (exit code, HTTP status, Location of a redirect, body, stderr)."""
+    argv = ["curl", "-sS", "--max-time", "10", *target.curl_resolve(), *options,
+            "-w", "\n%{http_code} %{redirect_url}", url]
+    proc = via.sh(shlex.join(argv), check=False)
+    body, _, tail = proc.stdout.rpartition("\n")
+    status, _, location = tail.partition(" ")
+    return proc.returncode, int(status or 0), location, body, proc.stderr
+
+
+# Inside a host: PHP's curl and PHP's OpenSSL streams, with their default trust store.
+PHP_TLS_PROBE = r"""<?php
+[, $url, $resolve, $address, $name] = $argv;
+$c = curl_init($url);
+curl_setopt_array($c, [CURLOPT_RESOLVE => [$resolve], CURLOPT_RETURNTRANSFER => true,
+                       CURLOPT_TIMEOUT => 10]);
+$body = curl_exec($c);
+$context = stream_context_create(['ssl' => ['peer_name' => $name]]);
+$stream = @stream_socket_client("tls://$address", $errno, $errstr, 10,
+                                STREAM_CLIENT_CONNECT, $context);
+echo json_encode(['curl' => $body === false ? 'error: ' . curl_error($c) : $body,
+                  'stream' => $stream !== false]);
+"""
+
+
+def _php_tls(host: WebHost) -> dict:
+    """What PHP on ``host`` gets from its own https vhost (curl body, stream handshake)."""
+    host.sh("cat > /srv/shop/tls_probe.php", input=PHP_TLS_PROBE, user="deployer")
+    resolve = f"{host.shop_name}:{host.https_port}:{host.address}"
+    args = [host.shop_url("/health_check.php"), resolve, f"{host.address}:{host.https_port}",
+            str(host.shop_name)]
+    out = host.sh(shlex.join(["php", "/srv/shop/tls_probe.php", *args]), user="deployer")
+    return json.loads(out.stdout)
+
+
+def _handshake(host: WebHost, context: ssl.SSLContext) -> dict:
+    """TLS handshake from the test process (the machine, not a host) with SNI."""
+    with socket.create_connection((host.address, host.https_port or 0), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=host.shop_name) as tls:
+            return tls.getpeercert() or {}
+
+
+def test_shop_vhost_with_the_rig_ca_is_trusted_on_the_hosts_and_nowhere_else(
+    tls_rig2: Rig,
+) -> None:
+    rig = tls_rig2
+    machine_bundle = Path(SYSTEM_CA_BUNDLE).read_bytes()
+    rig.start_web(shop_name="shop.test", tls="ca")
+    web1, web2 = rig.hosts
+    for host in rig.hosts:
+        host.sh(HEALTH_CHECK.format(name=host.name), user="deployer")
+        # One HTTP and one HTTPS port for the whole rig, bound to the host's address only.
+        assert (host.http_port, host.https_port) == (rig.http_port, rig.https_port)
+        assert host.listening() == {(host.address, rig.http_port), (host.address, rig.https_port)}
+        assert host.trusts_rig_ca and host.tls == "ca"
+    assert rig.ca_cert == rig.tls_dir / "ca.crt"
+
+    # curl on each host verifies its own certificate, and the other host's (same CA).
+    for via, target in ((web1, web1), (web2, web2), (web1, web2)):
+        url = target.shop_url("/health_check.php")
+        assert url.startswith("https://shop.test")
+        code, status, _, body, err = _curl(via, target, url)
+        assert (code, status) == (0, 200), err
+        assert json.loads(body) == {"host": target.name, "https": "on",
+                                    "name": urlsplit(url).netloc}
+    # The https server hands PHP "HTTPS on" itself, as Magento setups do (Debian's
+    # fastcgi_params would also pass $https, so only the config tells them apart).
+    servers = (web1._etc / "nginx.conf").read_text().split("    server {\n")[1:]
+    assert [("ssl;" in block, "fastcgi_param HTTPS on;" in block) for block in servers] == [
+        (False, False), (False, False), (True, True)]
+    # PHP on the host trusts it too: curl extension and OpenSSL streams.
+    assert _php_tls(web1) == {"curl": body.replace("web2", "web1"), "stream": True}
+
+    # The name over plain http is served (no redirect asked), without HTTPS.
+    code, status, _, body, err = _curl(web2, web2, web2.shop_url("/health_check.php", https=False))
+    assert (code, status, json.loads(body)["https"]) == (0, 200, None), err
+    # The default server still answers by address, from the machine.
+    assert json.loads(_get(web1.url("/health_check.php"))[1])["host"] == "web1"
+
+    # Nothing of the rig answers on 127.0.0.1 (nginx is bound to the host's address).
+    for scheme, port in (("http", rig.http_port), ("https", rig.https_port)):
+        proc = web1.sh(f"curl -sSk --max-time 5 --resolve shop.test:{port}:127.0.0.1 "
+                       f"{scheme}://shop.test:{port}/health_check.php", check=False)
+        assert '"host":"web1"' not in proc.stdout, proc.stdout
+
+    # Outside the hosts nothing trusts the rig's CA, unless given it explicitly.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(web1, ssl.create_default_context())
+    cert = _handshake(web1, ssl.create_default_context(cafile=str(rig.ca_cert)))
+    assert cert["subjectAltName"] == (("DNS", "shop.test"),)
+    assert Path(SYSTEM_CA_BUNDLE).read_bytes() == machine_bundle
+    assert rig.ca_cert.read_text().strip() not in machine_bundle.decode()
+    assert rig.ca_cert.read_text().strip() in web2.sh(f"cat {SYSTEM_CA_BUNDLE}").stdout
+
+
+def test_self_signed_shop_with_https_redirect_and_basic_auth(rig1: Rig) -> None:
+    _require_tls()
+    host = rig1.hosts[0]
+    for bad in ({"tls": "ca"}, {"shop_name": "shop.test", "redirect_https": True},
+                {"shop_name": "shop.test", "tls": "maybe"}, {"shop_name": "Shop test"},
+                {"shop_name": "shop.test", "basic_auth": ("a:b", "pw")}):
+        with pytest.raises(ValueError):
+            rig1.start_web(**bad)  # type: ignore[arg-type]
+    assert host.daemon_pid("nginx") is None  # refused before anything started
+
+    password = "s3cret: pass"
+    rig1.start_web(shop_name="shop.test", tls="self-signed", redirect_https=True,
+                   basic_auth=("shopper", password))
+    host.sh(HEALTH_CHECK.format(name=host.name), user="deployer")
+    url = host.shop_url("/health_check.php")
+    assert host.listening() == {(host.address, rig1.http_port), (host.address, rig1.https_port)}
+
+    # Nobody trusts a self-signed certificate: neither curl nor PHP on the host.
+    code, _, _, _, err = _curl(host, host, url)
+    assert code == 60 and "self-signed certificate" in err, err
+    php = _php_tls(host)
+    assert php["curl"].startswith("error: SSL certificate problem") and not php["stream"], php
+    assert not host.trusts_rig_ca
+    assert host.sh(f"cat {SYSTEM_CA_BUNDLE}").stdout == Path(SYSTEM_CA_BUNDLE).read_text()
+
+    # Given the certificate: basic auth on the shop, 401 without (or with wrong) credentials.
+    cacert = ("--cacert", str(host.tls_cert))
+    assert _curl(host, host, url, *cacert)[:2] == (0, 401)
+    assert _curl(host, host, url, *cacert, "-u", "shopper:wrong")[:2] == (0, 401)
+    code, status, _, body, err = _curl(host, host, url, *cacert, "-u", f"shopper:{password}")
+    assert (code, status, json.loads(body)["https"]) == (0, 200, "on"), err
+
+    # The name over http only redirects, path and query kept (and asks for no password).
+    plain = host.shop_url("/health_check.php?from=http", https=False)
+    https_netloc = "shop.test" if rig1.https_port == HTTPS_PORT else f"shop.test:{rig1.https_port}"
+    assert _curl(host, host, plain)[:3] == (
+        0, 301, f"https://{https_netloc}/health_check.php?from=http")
+    # The default server by address: no redirect, no password, as for every other test.
+    default = json.loads(_get(host.url("/health_check.php"))[1])
+    assert (default["host"], default["https"]) == ("web1", None)
+    assert default["name"].partition(":")[0] == host.address
+
+    # A restart without shop_name removes the vhost: the name falls to the default server.
+    rig1.start_web()
+    assert (host.shop_name, host.https_port) == (None, None)
+    assert host.listening() == {(host.address, rig1.http_port)}
+    body = host.sh(f"curl -sS --max-time 10 --resolve shop.test:{rig1.http_port}:{host.address}"
+                   f" {shlex.quote(plain)}").stdout
+    assert json.loads(body) == {"host": "web1", "https": None, "name": urlsplit(plain).netloc}
+
+
+def test_web_ports_are_common_to_all_hosts_when_one_host_has_them_taken() -> None:
+    _require_tls()
+    rig = make_rig(2)
+    blockers = []
+    try:
+        web2 = rig.host("web2")
+        for port in (HTTP_PORT, HTTPS_PORT):  # somebody else's server on web2's address
+            sock = socket.socket()
+            sock.bind((web2.address, port))
+            sock.listen()
+            blockers.append(sock)
+        rig.start_web(shop_name="shop.test", tls="self-signed")
+        assert rig.http_port not in (None, HTTP_PORT, HTTPS_PORT)
+        assert rig.https_port not in (None, HTTP_PORT, HTTPS_PORT, rig.http_port)
+        for host in rig.hosts:
+            assert host.listening() == {(host.address, rig.http_port),
+                                        (host.address, rig.https_port)}
+            assert host.shop_url() == f"https://shop.test:{rig.https_port}/"
+            assert host.url() == f"http://{host.address}:{rig.http_port}/"
+            assert _curl(host, host, host.shop_url(), "-k")[:2] == (0, 404)  # no release yet
+    finally:
+        for sock in blockers:
+            sock.close()
+        rig.stop()
 
 
 # --------------------------------------------------------------------------- cleanup
