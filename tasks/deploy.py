@@ -364,16 +364,14 @@ class Deploy:
                                           "lifted once this release is live")
         if len(set(self.live.values())) > 1:
             self.summary.warnings.append(f"hosts were on different releases before: {self.live}")
-        primary_live = self.live[self.primary.name]
-        if s.health_paths and primary_live:
-            self.plan_health(primary_live)
 
-    def plan_health(self, release: str) -> None:
-        """Find what the health check asks each host and, when ``release`` is live, ask it
-        now: a check that fails on the live shop would revert every release, so that stops
-        the deploy before the build (:func:`health.prepare`, exit 2)."""
+    def plan_health(self, release: str, *, probe: bool = True) -> None:
+        """Find what the health check asks each host (Magento asked in ``release``) and,
+        with ``probe``, ask every live shop now: a check that fails on the live shop would
+        revert every release, so that stops the deploy before the build
+        (:func:`health.prepare`, exit 2)."""
         s = self.settings
-        live = {name for name, rel in self.live.items() if rel == release}
+        live = {name for name, rel in self.live.items() if rel and probe}
         held = self.operator_maintenance | {h.name for h in self.flagged}
         with self.timeline.timed("all", "health probe"):
             plan = health.prepare(self.hosts, self.primary, health.HealthParams.from_settings(s),
@@ -550,7 +548,7 @@ class Deploy:
             return
         if self.health_plan is None:  # nothing was live before: found in the new release
             try:
-                self.plan_health(self.release)
+                self.plan_health(self.release, probe=False)
             except health.HealthRefused as exc:
                 problems.append(f"the health check could not run: {exc}")
                 return
@@ -784,6 +782,8 @@ def run_deploy(d: Deploy) -> None:
         open_all(hosts + guard)
         with locked(hosts + guard, settings, "deploy", rel):
             d.preflight()
+            if settings.health_paths and d.live[d.primary.name]:
+                d.plan_health(d.live[d.primary.name])  # type: ignore[arg-type]
             with d.timeline.timed(d.primary.name, "resolve ref"):
                 d.commit = d.summary.commit = source.resolve_commit(d.primary, settings, ref)
             d.record = ReleaseRecord(rel, ref=ref, commit=d.commit, hosts=[h.name for h in hosts],

@@ -32,8 +32,9 @@ from fabric_magento_deploy.shopurl import Listeners, ShopUrlError, Target
 class Shop(BaseHTTPRequestHandler):
     """A storefront with the failure modes of real ones, by path:
     ``/bad`` 500; ``/slow-once`` sleeps past the timeout the first time (a cold page),
-    then answers at once; ``/hang`` always does (a hung pool); ``/auth`` wants basic auth ``deploy:s3cret!``; ``/old``
-    redirects to ``/new``; anything else 200. Every request is recorded."""
+    then answers at once; ``/hang`` always does (a hung pool); ``/auth`` wants basic
+    auth ``deploy:s3cret!``; ``/old`` redirects to ``/new``; anything else 200. Every
+    request is recorded."""
 
     seen: list[dict[str, str]] = []
     slow_seconds = 1.0
