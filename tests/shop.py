@@ -11,19 +11,30 @@ The database (``dbname`` in env.php) is a JSON file shared by every web host::
     {"setup_module": {"Shop_Catalog": {"schema_version": "1.0.0", "data_version": "1.0.0"}},
      "patch_list": [...], "declarative_schema": {...},
      "flag": {"config_hash": {"scopes": sha1, "themes": sha1, "system": sha1}, ...},
+     "core_config_data": [{"config_id": 1, "scope": "default", "scope_id": 0,
+                           "path": "web/unsecure/base_url", "value": "http://shop.test/"}],
      "history": [{"t": 1.0, "event": "setup:upgrade schema", "bp": "...", "host": "..."}]}
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import html
+import http.client
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
+import tempfile
 import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +45,9 @@ DEFAULT_BRANCH = "main"
 CONFIG_SECTIONS = ("scopes", "themes", "system")
 # Left out of a repo made from tests/fakeshop: what a deploy produces (as in .gitignore).
 _BUILD_OUTPUT = {"generated", "var", "pub/static"}
+# The base URL install_db gives a shop: a name that does not resolve from the machine, so
+# reaching the shop by name needs the right Host header (curl --resolve) on its address.
+DEFAULT_BASE_URL = "http://shop.test/"
 
 
 # --------------------------------------------------------------------------- repos
@@ -191,8 +205,13 @@ def env_php(
     cache_dir: Path | str | None = None,
     id_prefix: str | None = "40d_",
     static_content_on_demand_in_production: bool = False,
+    system: dict | None = None,
 ) -> str:
     """Text of the shared ``app/etc/env.php``.
+
+    ``system``: env.php's ``system`` section, e.g. ``{"default": {"web": {"unsecure":
+    {"base_url": "https://shop.example/"}}}}``: it wins over ``core_config_data`` and over
+    config.php's ``system`` (and, being in env.php, counts for ``app:config:status``).
 
     ``static_content_on_demand_in_production``: Magento's env.php flag that lets
     ``pub/static.php`` publish missing files in production mode (off by default, as in
@@ -229,22 +248,54 @@ def env_php(
     }
     if static_content_on_demand_in_production:
         env["static_content_on_demand_in_production"] = 1
+    if system is not None:
+        env["system"] = system
     fake = {k: str(v) for k, v in (("command_log", command_log), ("faults", faults)) if v}
     if fake:
         env["fake"] = fake
     return php_export(env)
 
 
-def install_db(db_path: Path | str, repo_or_tree: Path | str) -> None:
+def install_db(
+    db_path: Path | str,
+    repo_or_tree: Path | str,
+    *,
+    base_url: str | None = DEFAULT_BASE_URL,
+    secure_base_url: str | None = None,
+    use_in_frontend: bool = False,
+    redirect_to_base: int | None = 0,
+) -> None:
     """Write the database ``setup:install`` would leave for this tree.
 
     Module versions, patches, declarative schema and config hashes all match the tree, so
     deploying it needs neither ``setup:upgrade`` nor ``app:config:import``. The file is
     made writable by everyone (the deploy user runs bin/magento, tests run as root), and
     the default cache directories of :func:`env_php` are created next to it.
+
+    ``core_config_data`` gets what ``setup:install --base-url=... --use-rewrites=1`` writes:
+    ``web/seo/use_rewrites`` 1, ``web/unsecure/base_url`` = ``base_url``,
+    ``web/secure/base_url`` = ``secure_base_url`` (default: ``base_url``),
+    ``web/secure/use_in_frontend`` and ``web/secure/use_in_adminhtml`` 0/1.
+    ``base_url=None`` writes no base URLs (Magento's ``{{base_url}}``: any host name is
+    the shop's). Then ``web/url/redirect_to_base`` = ``redirect_to_base``: 0 by default, so
+    pages fetched by address (no shop host name) answer instead of redirecting; 1 (302)
+    or 301 redirects like a shop left at Magento's default; ``None`` writes no row
+    (Magento's default, 1, applies).
     """
     db_path = Path(db_path)
     state = tree_state(Path(repo_or_tree))
+    rows: list[tuple[str, str]] = [("web/seo/use_rewrites", "1")]
+    if base_url is not None:
+        rows += [("web/unsecure/base_url", base_url),
+                 ("web/secure/base_url", secure_base_url or base_url)]
+    rows += [("web/secure/use_in_frontend", "1" if use_in_frontend else "0"),
+             ("web/secure/use_in_adminhtml", "0")]
+    if redirect_to_base is not None:
+        rows.append(("web/url/redirect_to_base", str(int(redirect_to_base))))
+    state["core_config_data"] = [
+        {"config_id": i, "scope": "default", "scope_id": 0, "path": path, "value": value}
+        for i, (path, value) in enumerate(rows, start=1)
+    ]
     state["history"] = [{"t": time.time(), "event": "install", "bp": str(repo_or_tree),
                          "host": os.uname().nodename}]
     db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -348,6 +399,10 @@ def write_faults(path: Path | str, faults: dict) -> None:
     """``{"setup:upgrade": {"exit": 1, "message": "...", "sleep": 2.5}}``; ``{}`` clears.
 
     Also ``"when": "after"`` (fail after doing the work) and ``"stream": "stdout"|"stderr"``.
+    The storefront (``pub/index.php``) reads ``"storefront"``: ``{"status": 500}`` (Magento's
+    error report page, ``"message"`` in it), another status (that code, plain text),
+    ``{"sleep": 30}`` (the request hangs that long first), ``"path": "/exact/path"`` to
+    limit it to one request path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,15 +412,80 @@ def write_faults(path: Path | str, faults: dict) -> None:
     os.replace(tmp, path)
 
 
+def set_config(db_path: Path | str, path: str, value: str | int | None, scope: str = "default",
+               scope_id: int = 0, *, clean_cache: bool = True) -> None:
+    """Set a ``core_config_data`` row of the fake database (``value=None`` deletes it).
+
+    Like an ``UPDATE``/``INSERT`` in MySQL, under the database's lock: ``scope`` is
+    ``default`` (``scope_id`` 0), ``websites`` or ``stores`` (``scope_id`` = the website or
+    store id of config.php's ``scopes``: 1 is ``base`` / ``default``). ``config:show`` sees
+    it at once; the storefront caches the configuration in the ``config`` cache type, so
+    ``clean_cache`` (default) also removes that type's entries from the default cache
+    directory of :func:`env_php` (``<db dir>/cache/cache``), as ``config:set`` cleans it.
+    """
+    if scope not in ("default", "websites", "stores"):
+        raise ValueError(f"scope must be default, websites or stores, not {scope!r}")
+
+    def change(data: dict) -> None:
+        rows = [r for r in data.get("core_config_data", []) if isinstance(r, dict)]
+        key = (scope, int(scope_id), path)
+        found = [r for r in rows if _row_key(r) == key]
+        if value is None:
+            rows = [r for r in rows if r not in found]
+        elif found:
+            found[0]["value"] = str(value)
+        else:
+            next_id = max((int(r.get("config_id", 0)) for r in rows), default=0) + 1
+            rows.append({"config_id": next_id, "scope": scope, "scope_id": int(scope_id),
+                         "path": path, "value": str(value)})
+        data["core_config_data"] = rows
+
+    _update_db(Path(db_path), change)
+    if clean_cache:
+        cache = Path(db_path).parent / "cache" / "cache"
+        for entry in cache.glob("*config--*") if cache.is_dir() else []:
+            if re.search(r"(?<!compiled_)config--", entry.name):
+                entry.unlink(missing_ok=True)
+
+
+def get_config(db_path: Path | str, path: str, scope: str = "default",
+               scope_id: int = 0) -> str | None:
+    """The ``core_config_data`` value at ``path`` for that scope, ``None`` without a row."""
+    for row in read_db(db_path).get("core_config_data", []):
+        if _row_key(row) == (scope, int(scope_id), path):
+            return row.get("value")
+    return None
+
+
+def _row_key(row: dict) -> tuple[str, int, str]:
+    return (row.get("scope", "default"), int(row.get("scope_id", 0)), row.get("path", ""))
+
+
+def _update_db(db_path: Path, change: Any) -> None:
+    """Read-modify-write of the JSON database under the ``flock`` the PHP side takes."""
+    with open(db_path, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        text = handle.read()
+        data = json.loads(text) if text.strip() else {}
+        change(data)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(data, indent=4) + "\n")
+        handle.flush()
+
+
 # --------------------------------------------------------------------------- storefront
 
 
 _HARNESS = r"""
-[$script, $entry, $remote, $uri] = $argv;
+[$script, $entry, $remote, $uri, $server] = $argv;
 $_SERVER['REMOTE_ADDR'] = $remote;
 $_SERVER['REQUEST_URI'] = $uri;
 $_SERVER['SCRIPT_NAME'] = '/' . basename($entry);
+$_SERVER['SCRIPT_FILENAME'] = $entry;
+$_SERVER['REQUEST_METHOD'] = 'GET';
 $_SERVER['HTTP_HOST'] = 'localhost';
+$_SERVER = array_replace($_SERVER, (array)json_decode($server, true));
 parse_str((string)parse_url($uri, PHP_URL_QUERY), $_GET);
 register_shutdown_function(static function (): void {
     $code = http_response_code();  // false in the CLI until a script sets one
@@ -377,14 +497,20 @@ require $entry;
 
 
 def run_pub(release: Path | str, script: str = "index.php", *, uri: str = "/",
-            remote_addr: str = "127.0.0.1", php: str = "php") -> tuple[int, str]:
+            remote_addr: str = "127.0.0.1", php: str = "php",
+            server: dict[str, str] | None = None) -> tuple[int, str]:
     """Run ``<release>/pub/<script>`` with the PHP CLI as a web request for ``uri``;
-    return (HTTP status, body). ``$_GET`` comes from ``uri``'s query string.
+    return (HTTP status, body). ``$_GET`` comes from ``uri``'s query string; ``server``
+    adds or replaces ``$_SERVER`` entries (default ``HTTP_HOST`` is ``localhost``), e.g.
+    ``{"HTTP_HOST": "shop.test", "HTTPS": "on"}``.
 
     For tests without a web server: through nginx + php-fpm the same answer comes back.
+    The PHP CLI drops response headers: for them (a redirect's ``Location``) use
+    :func:`serve_pub` and :func:`http_request`.
     """
     entry = Path(release) / "pub" / script
-    proc = subprocess.run([php, "-r", _HARNESS, str(entry), remote_addr, uri],
+    proc = subprocess.run([php, "-r", _HARNESS, str(entry), remote_addr, uri,
+                           json.dumps(server or {})],
                           capture_output=True, text=True, timeout=30)
     match = re.search(r"@@status=(\d+)", proc.stderr)
     if match is None:
@@ -393,9 +519,111 @@ def run_pub(release: Path | str, script: str = "index.php", *, uri: str = "/",
 
 
 def storefront(release: Path | str, *, remote_addr: str = "127.0.0.1", uri: str = "/",
-               php: str = "php") -> tuple[int, str]:
+               php: str = "php", server: dict[str, str] | None = None) -> tuple[int, str]:
     """Run ``<release>/pub/index.php`` with the PHP CLI; return (HTTP status, body)."""
-    return run_pub(release, "index.php", uri=uri, remote_addr=remote_addr, php=php)
+    return run_pub(release, "index.php", uri=uri, remote_addr=remote_addr, php=php,
+                   server=server)
+
+
+# The built-in web server's router, like Magento's nginx.conf.sample for pub/: an existing
+# file is served as is (PHP scripts run), anything else goes to index.php.
+_ROUTER = r"""<?php
+if (getenv('FAKESHOP_HTTPS') === '1') {
+    $_SERVER['HTTPS'] = 'on';
+}
+$path = (string)parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);
+if ($path !== '/' && is_file($_SERVER['DOCUMENT_ROOT'] . $path)) {
+    return false;
+}
+$_SERVER['SCRIPT_NAME'] = $_SERVER['PHP_SELF'] = '/index.php';
+$_SERVER['SCRIPT_FILENAME'] = $_SERVER['DOCUMENT_ROOT'] . '/index.php';
+chdir($_SERVER['DOCUMENT_ROOT']);
+require $_SERVER['SCRIPT_FILENAME'];
+"""
+
+
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: str
+
+
+@contextmanager
+def serve_pub(release: Path | str, *, https: bool = False, php: str = "php",
+              workers: int = 4) -> Iterator[str]:
+    """Serve ``<release>/pub`` over HTTP with PHP's built-in web server (the cli-server
+    SAPI: real requests and response headers, standing in for nginx + php-fpm); yield
+    its base URL ``http://127.0.0.1:<port>``.
+
+    ``https=True``: a listener behind which TLS ended, as nginx tells PHP-FPM with
+    ``fastcgi_param HTTPS on``: every request has ``$_SERVER['HTTPS'] = 'on'``.
+    ``workers`` requests are served at once (``PHP_CLI_SERVER_WORKERS``).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="fakeshop-router-") as tmp:
+        router = Path(tmp) / "router.php"
+        router.write_text(_ROUTER)
+        env = {**os.environ, "FAKESHOP_HTTPS": "1" if https else "0",
+               "PHP_CLI_SERVER_WORKERS": str(workers)}
+        proc = subprocess.Popen(
+            [php, "-S", f"127.0.0.1:{port}", "-t", str(Path(release) / "pub"), str(router)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # its own process group: the workers go with it
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"php -S did not start on port {port}") from None
+                    time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """End ``php -S`` and its workers (a worker may be busy in a hung request)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the parent is gone; are workers left?
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+
+
+def http_request(base: str, path: str = "/", *, host: str | None = None,
+                 headers: dict[str, str] | None = None, method: str = "GET",
+                 timeout: float = 15.0) -> HttpAnswer:
+    """One HTTP request to ``base`` (e.g. from :func:`serve_pub`) for ``path``, redirects
+    not followed; ``host`` is the Host header (default: ``base``'s address and port).
+    A request still unanswered after ``timeout`` seconds raises ``TimeoutError``."""
+    target = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=timeout)
+    try:
+        all_headers = {"Host": host or target.netloc, **(headers or {})}
+        conn.request(method, path, headers=all_headers)
+        response = conn.getresponse()
+        body = response.read().decode("utf-8", "replace")
+        return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()},
+                          body)
+    except TimeoutError as exc:
+        raise TimeoutError(f"no answer from {base}{path} within {timeout} s") from exc
+    finally:
+        conn.close()
 
 
 def stylesheet_url(body: str) -> str | None:

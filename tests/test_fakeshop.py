@@ -240,6 +240,127 @@ def test_config_status_and_import(site: Site) -> None:
     assert site.magento("app:config:status").returncode == 2
 
 
+# --------------------------------------------------------------------------- config:show
+
+
+def test_config_show_leaf_prints_the_value_alone(site: Site) -> None:
+    shown = site.magento("config:show", "web/unsecure/base_url")
+    assert (shown.returncode, shown.stdout, shown.stderr) == (0, "http://shop.test/\n", "")
+    assert site.magento("config:show", "/web/secure/base_url/").stdout == "http://shop.test/\n"
+    # A stored "0" is a value (2.4: no more "doesn't exist" for empty values).
+    zero = site.magento("config:show", "web/url/redirect_to_base")
+    assert (zero.returncode, zero.stdout) == (0, "0\n")
+    shop.set_config(site.db, "web/secure/base_url", "https://secure.shop.test/")
+    assert site.magento("config:show", "web/secure/base_url").stdout == "https://secure.shop.test/\n"
+    assert shop.read_log(site.log)[-1]["cmd"] == "config:show"
+
+
+def test_config_show_without_path_lists_every_value_of_the_scope(site: Site) -> None:
+    listed = site.magento("config:show")
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines() == [  # database rows first, then config.php's system
+        "web/seo/use_rewrites - 1",
+        "web/unsecure/base_url - http://shop.test/",
+        "web/secure/base_url - http://shop.test/",
+        "web/secure/use_in_frontend - 0",
+        "web/secure/use_in_adminhtml - 0",
+        "web/url/redirect_to_base - 0",
+        "general/locale/code - en_US",
+        "dev/static/sign - 1",
+    ]
+
+
+def test_config_show_refuses_sections_groups_and_unknown_paths(site: Site) -> None:
+    """2.4.7's PathValidator accepts system.xml field paths only (magento/magento2#39610)."""
+    for path in ("web", "web/secure", "web/secure/nope", "shop/x/y"):
+        refused = site.magento("config:show", path)
+        assert (refused.returncode, refused.stderr) == (1, ""), path
+        assert refused.stdout == f'The "{path}" path doesn\'t exist. Verify and try again.\n'
+
+
+def test_config_show_field_without_value_prints_an_empty_line(site: Site) -> None:
+    """config:show reads the database and the files, not config.xml defaults."""
+    for path in ("web/secure/offloader_header", "web/cookie/cookie_domain"):
+        shown = site.magento("config:show", path)
+        assert (shown.returncode, shown.stdout) == (0, "\n"), path
+
+
+def test_config_show_files_win_over_the_database(site: Site) -> None:
+    site.new_release("2", config_system={"default": {
+        "web": {"unsecure": {"base_url": "http://config-php.test/"},
+                "secure": {"base_url": "http://config-php.test/"}}}})
+    _link_env(site.release("2"), site)
+    shown = site.magento("config:show", "web/unsecure/base_url", release="2")
+    assert shown.stdout == "http://config-php.test/\n"
+    site.write_env(system={"default": {"web": {
+        "unsecure": {"base_url": "https://env-php.test/"}, "url": {"redirect_to_base": "0"}}}})
+    shop.set_config(site.db, "web/url/redirect_to_base", 1)
+    assert site.magento("config:show", "web/unsecure/base_url",
+                        release="2").stdout == "https://env-php.test/\n"  # env.php wins
+    assert site.magento("config:show", "web/secure/base_url",
+                        release="2").stdout == "http://config-php.test/\n"
+    # InitialConfigSource answers `?: []`: env.php's "0" for the leaf path is dropped and
+    # the database's 1 shows; the listing merges whole arrays and shows env.php's 0.
+    assert site.magento("config:show", "web/url/redirect_to_base").stdout == "1\n"
+    assert "web/url/redirect_to_base - 0" in site.magento("config:show").stdout.splitlines()
+
+
+def test_config_show_scopes(site: Site) -> None:
+    shop.set_config(site.db, "web/unsecure/base_url", "http://store.test/", "stores", 1)
+    shop.set_config(site.db, "web/unsecure/base_url", "http://website.test/", "websites", 1)
+    store = site.magento("config:show", "--scope=stores", "--scope-code=default",
+                         "web/unsecure/base_url")
+    assert (store.returncode, store.stdout) == (0, "http://store.test/\n")
+    website = site.magento("config:show", "--scope", "website", "--scope-code", "base")
+    assert website.stdout == "web/unsecure/base_url - http://website.test/\n"
+    assert site.magento("config:show", "web/unsecure/base_url").stdout == "http://shop.test/\n"
+    # No fallback: a scope shows what is set at that scope only.
+    inherited = site.magento("config:show", "--scope=stores", "--scope-code=default",
+                             "web/secure/base_url")
+    assert (inherited.returncode, inherited.stdout) == (0, "\n")
+    errors = {
+        ("--scope=stores", "--scope-code=nope"):
+            'The "nope" value doesn\'t exist. Enter another value and try again.',
+        ("--scope=planets", "--scope-code=mars"):
+            'The "planets" value doesn\'t exist. Enter another value and try again.',
+        ("--scope=default", "--scope-code=base"):
+            'The "default" scope can\'t include a scope code. Try again without entering a '
+            "scope code.",
+        ("--scope=websites",): "A scope code is missing. Enter a code and try again.",
+        ("--scope-code=1x", "--scope=stores"):
+            "The scope code can include only letters (a-z), numbers (0-9) and underscores "
+            "(_). Also, the first character must be a letter.",
+    }
+    for options, message in errors.items():
+        failed = site.magento("config:show", *options, "web/unsecure/base_url")
+        assert (failed.returncode, failed.stdout) == (1, message + "\n"), options
+
+
+def test_config_show_environment_variables_need_variables_order_e(site: Site) -> None:
+    """CONFIG__DEFAULT__... variables win over everything, but Magento reads them from
+    $_ENV, which PHP fills only when variables_order contains E (not the CLI default)."""
+    env = {**COMPOSER_ENV, "CONFIG__DEFAULT__WEB__UNSECURE__BASE_URL": "http://from-env.test/"}
+
+    def show(*php_options: str) -> str:
+        return subprocess.run(["php", *php_options, "bin/magento", "config:show",
+                               "web/unsecure/base_url"], cwd=site.current, env=env,
+                              text=True, capture_output=True, timeout=60).stdout
+
+    assert show("-d", "variables_order=GPCS") == "http://shop.test/\n"
+    assert show("-d", "variables_order=EGPCS") == "http://from-env.test/\n"
+
+
+def test_config_show_needs_an_installed_app_and_the_database(site: Site) -> None:
+    site.db.rename(site.db.with_name("moved.json"))
+    down = site.magento("config:show", "web/unsecure/base_url")
+    assert (down.returncode, down.stderr) == (1, "")
+    assert down.stdout == f"SQLSTATE[HY000] [2002] No such file or directory ({site.db})\n"
+    (site.root / "shared/env.php").unlink()
+    missing = site.magento("config:show", "web/unsecure/base_url")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert 'There are no commands defined in the "config" namespace.' in missing.stderr
+
+
 # --------------------------------------------------------------------------- setup:upgrade
 
 
@@ -491,6 +612,37 @@ def test_faults_sleep_and_failures(site: Site) -> None:
     assert site.magento("cache:flush").returncode == 0
 
 
+def test_storefront_faults_answer_500_or_hang(site: Site) -> None:
+    site.magento("setup:static-content:deploy", "--content-version=1")
+    shop.write_faults(site.faults, {"storefront": {"status": 500, "message": "Redis gone"}})
+    status, body = site.page()
+    assert status == 500
+    text = shop.page_text(body)
+    assert "There has been an error processing your request" in text and "Redis gone" in text
+    shop.write_faults(site.faults, {"storefront": {"status": 500, "path": "/broken"}})
+    assert site.page()[0] == 200
+    status, body = site.page(uri="/broken?x=1")
+    assert status == 500 and "Injected storefront failure (test hook)" in shop.page_text(body)
+    shop.write_faults(site.faults, {"storefront": {"status": 503}})
+    assert site.page() == (503, "Injected status 503 (test hook)\n")
+    shop.write_faults(site.faults, {"storefront": {"sleep": 0.6}})
+    started = time.monotonic()
+    assert site.page()[0] == 200
+    assert time.monotonic() - started >= 0.6
+    shop.write_faults(site.faults, {"storefront": {"sleep": 30}})
+    with shop.serve_pub(site.current) as base:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            shop.http_request(base, "/", timeout=1.0)
+        assert time.monotonic() - started < 5
+        assert shop.http_request(base, "/health_check.php", timeout=5).status == 200
+    # The maintenance check comes first: a flagged release answers 503 at once.
+    site.magento("maintenance:enable")
+    started = time.monotonic()
+    assert site.page()[0] == 503
+    assert time.monotonic() - started < 5
+
+
 def test_command_log(site: Site) -> None:
     site.magento("maintenance:status")
     site.magento("c:c", "--bogus")
@@ -581,6 +733,120 @@ def test_storefront_not_installed(site: Site) -> None:
     status, body = site.page()
     assert status == 500
     assert "Application is not installed yet." in shop.page_text(body)
+
+
+# --------------------------------------------------------------------------- base URL redirect
+
+
+def redirecting(site: Site, code: int = 1, **urls: str) -> None:
+    """Static content deployed; web/url/redirect_to_base = ``code``; ``urls``: path -> value
+    (``unsecure`` / ``secure`` for the base URLs)."""
+    site.magento("setup:static-content:deploy", "--content-version=1")
+    shop.set_config(site.db, "web/url/redirect_to_base", code)
+    for name, value in urls.items():
+        shop.set_config(site.db, f"web/{name}/base_url", value)
+
+
+def test_storefront_redirects_a_foreign_host_to_the_base_url_302(site: Site) -> None:
+    redirecting(site)
+    with shop.serve_pub(site.current) as base:
+        moved = shop.http_request(base, "/catalog/item.html?colour=red")  # Host: 127.0.0.1:port
+        assert (moved.status, moved.body) == (302, "")
+        assert moved.headers["location"] == "http://shop.test/catalog/item.html"  # no query
+        assert moved.headers["cache-control"] == "max-age=0, must-revalidate, no-cache, no-store"
+        assert moved.headers["pragma"] == "no-cache"
+        other = shop.http_request(base, "/", host="www.shop.test")
+        assert (other.status, other.headers["location"]) == (302, "http://shop.test/")
+        # The base URL's host on any port: getHttpHost() drops the port.
+        for host in ("shop.test", "shop.test:8080"):
+            page = shop.http_request(base, "/catalog/item.html", host=host)
+            assert page.status == 200, host
+            assert shop.page_fields(page.body)["label"] == "v1"
+        # A POST is not redirected (the frontend is not https-only).
+        assert shop.http_request(base, "/", method="POST").status == 200
+        # health_check.php is its own script: no redirect.
+        assert shop.http_request(base, "/health_check.php").status == 200
+        # Without web server rewrites Magento's links go through index.php.
+        shop.set_config(site.db, "web/seo/use_rewrites", 0)
+        moved = shop.http_request(base, "/index.php/catalog/item.html")
+        assert moved.headers["location"] == "http://shop.test/index.php/catalog/item.html"
+
+
+def test_storefront_redirect_301_to_https_and_what_counts_as_secure(site: Site) -> None:
+    redirecting(site, 301, unsecure="https://shop.test/", secure="https://shop.test/")
+    with shop.serve_pub(site.current) as base:
+        plain = shop.http_request(base, "/cart", host="shop.test")
+        assert (plain.status, plain.headers["location"]) == (301, "https://shop.test/cart")
+        proxied = {"X-Forwarded-Proto": "https"}  # TLS ended at a proxy
+        assert shop.http_request(base, "/cart", host="shop.test", headers=proxied).status == 200
+        assert shop.http_request(base, "/cart", host="shop.test",
+                                 headers={"X-Forwarded-Proto": "HTTPS"}).status == 301
+        shop.set_config(site.db, "web/secure/offloader_header", "X-Forwarded-Scheme")
+        assert shop.http_request(base, "/cart", host="shop.test", headers=proxied).status == 301
+        assert shop.http_request(base, "/cart", host="shop.test",
+                                 headers={"X-Forwarded-Scheme": "https"}).status == 200
+    with shop.serve_pub(site.current, https=True) as base:  # fastcgi_param HTTPS on
+        assert shop.http_request(base, "/cart", host="shop.test").status == 200
+        wrong = shop.http_request(base, "/cart", host="10.0.0.1")
+        assert (wrong.status, wrong.headers["location"]) == (301, "https://shop.test/cart")
+    # $_SERVER['HTTPS'] and port 443 without a web server (the PHP CLI: status only).
+    for server in ({"HTTPS": "on"}, {"SERVER_PORT": "443"}):
+        assert site.page(server={"HTTP_HOST": "shop.test", **server})[0] == 200, server
+    assert site.page(server={"HTTP_HOST": "shop.test", "HTTPS": "off"})[0] == 301
+
+
+def test_storefront_secure_request_is_compared_with_the_secure_base_url(site: Site) -> None:
+    """An https request to a shop whose secure base URL is http: redirected to http (and a
+    proxy adding X-Forwarded-Proto would loop), as Magento does with that setting."""
+    redirecting(site)
+    shop.set_config(site.db, "web/secure/use_in_frontend", 1)
+    with shop.serve_pub(site.current, https=True) as base:
+        moved = shop.http_request(base, "/a", host="shop.test")
+        assert (moved.status, moved.headers["location"]) == (302, "http://shop.test/a")
+    with shop.serve_pub(site.current) as base:  # http request, unsecure base URL http: fine
+        assert shop.http_request(base, "/a", host="shop.test").status == 200
+
+
+def test_storefront_without_redirect(site: Site) -> None:
+    site.magento("setup:static-content:deploy", "--content-version=1")
+    with shop.serve_pub(site.current) as base:
+        # install_db's default: web/url/redirect_to_base = 0, any host gets the page.
+        assert shop.http_request(base, "/", host="anything.test").status == 200
+        shop.set_config(site.db, "web/url/redirect_to_base", 1)
+        assert shop.http_request(base, "/", host="anything.test").status == 302
+        # No base URL in the database: Magento's {{base_url}} is the request's own URL.
+        for scope_path in ("web/unsecure/base_url", "web/secure/base_url"):
+            shop.set_config(site.db, scope_path, None)
+        assert shop.http_request(base, "/", host="anything.test").status == 200
+
+
+def test_storefront_under_maintenance_answers_503_not_a_redirect(site: Site) -> None:
+    redirecting(site)
+    assert site.page()[0] == 302  # HTTP_HOST localhost
+    site.magento("maintenance:enable")
+    status, body = site.page()
+    assert status == 503 and "Service Temporarily Unavailable" in body
+
+
+def test_storefront_configuration_is_cached_until_the_config_cache_is_cleaned(
+        site: Site) -> None:
+    redirecting(site)
+    assert site.page()[0] == 302
+    shop.set_config(site.db, "web/url/redirect_to_base", 0, clean_cache=False)  # direct SQL
+    assert site.page()[0] == 302
+    assert site.magento("config:show", "web/url/redirect_to_base").stdout == "0\n"
+    site.magento("cache:clean", "config")
+    assert site.page()[0] == 200
+
+
+def test_storefront_database_checks_come_before_the_redirect(site: Site) -> None:
+    redirecting(site)
+    new = site.new_release("2", modules={"Shop_Catalog": "1.1.0"})
+    _link_env(new, site)
+    site.magento("setup:static-content:deploy", "--content-version=2", release="2")
+    site.magento("cache:clean", "config")
+    status, body = site.page("2")
+    assert status == 500 and "Please upgrade your database" in shop.page_text(body)
 
 
 # --------------------------------------------------------------------------- pub/ entry points

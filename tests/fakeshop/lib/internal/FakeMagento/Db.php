@@ -10,6 +10,7 @@
  *   declarative_schema {Module: sha1 of etc/db_schema.xml}   (stands for the real tables)
  *   flag               {config_hash: {section: sha1}, system_config_snapshot: {...}}
  *   store_scopes, theme (what app:config:import imported)
+ *   core_config_data   [{config_id, scope, scope_id, path, value}]  (see SystemConfig)
  *   history            [{t, event, bp, host}]  (test aid: who wrote the DB, when)
  */
 declare(strict_types=1);

@@ -4,7 +4,8 @@
  * read at every invocation. {"setup:upgrade": {"sleep": 2.5}} slows a command down,
  * {"setup:upgrade": {"exit": 1, "message": "..."}} makes it fail the way Magento fails
  * that command. Optional: "when": "after" (do the work, then fail), "stream":
- * "stdout"|"stderr" (override where the message goes).
+ * "stdout"|"stderr" (override where the message goes). The storefront (pub/index.php)
+ * reads the "storefront" entry: {"status": 500} and/or {"sleep": 30}, optional "path".
  */
 declare(strict_types=1);
 
@@ -22,6 +23,20 @@ final class Faults
         $all = json_decode((string)file_get_contents($path), true);
         $fault = is_array($all) ? ($all[$command] ?? null) : null;
         return is_array($fault) ? $fault : null;
+    }
+
+    /**
+     * The "storefront" fault for a request path: {"storefront": {"status": 500}},
+     * {"storefront": {"sleep": 30}}, optionally {"path": "/exact/path"} (only that path).
+     * @return array<string, mixed>|null
+     */
+    public static function forStorefront(DeploymentConfig $config, string $path): ?array
+    {
+        $fault = self::forCommand($config, 'storefront');
+        if ($fault !== null && isset($fault['path']) && (string)$fault['path'] !== $path) {
+            return null;
+        }
+        return $fault;
     }
 
     public static function sleep(?array $fault): void

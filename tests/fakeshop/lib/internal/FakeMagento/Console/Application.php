@@ -29,7 +29,7 @@ final class Application
         Command\CacheStatusCommand::class, Command\ModeShowCommand::class,
         Command\ModuleStatusCommand::class, Command\CronRunCommand::class,
         Command\CronInstallCommand::class, Command\ConsumersStartCommand::class,
-        Command\ConsumersRestartCommand::class,
+        Command\ConsumersRestartCommand::class, Command\ConfigShowCommand::class,
     ];
 
     private readonly Shop $shop;

@@ -8,8 +8,14 @@
  *       cached as 'db_is_up_to_date' in the config cache, so once cached the check is
  *       skipped until that cache is cleaned (by setup:upgrade, cache:clean|flush...);
  *     - Deploy\Model\Plugin\ConfigChangeDetector: config.php/env.php hash vs the DB;
+ *     - Store\App\FrontController\Plugin\RequestPreprocessor: a request whose scheme or
+ *       host does not match the store's base URL is redirected there (see
+ *       RequestPreprocessor; web/url/redirect_to_base);
  *  4. the page needs the static content version (pub/static/deployed_version.txt).
  * Errors go to ExceptionHandler (developer mode: plain text 500; else the report page).
+ * Test hook (not Magento): the faults file's "storefront" entry, applied where the front
+ * controller starts (after 1 and 2): "sleep" seconds, then "status" (500: an exception,
+ * so Magento's report page; another code: that status with a plain text body).
  */
 declare(strict_types=1);
 
@@ -17,8 +23,10 @@ namespace FakeMagento\Storefront;
 
 use FakeMagento\Exception\BootstrapException;
 use FakeMagento\Exception\LocalizedException;
+use FakeMagento\Faults;
 use FakeMagento\Shop;
 use FakeMagento\StaticContent;
+use FakeMagento\SystemConfig;
 
 final class App
 {
@@ -34,9 +42,15 @@ final class App
         try {
             $app->assertMaintenance();
             $app->assertInstalled();
+            if ($app->injectFault()) {
+                return;
+            }
             if (!$app->shop->config->isBlueGreen()) {
                 $app->validateDbStatus();
                 $app->detectConfigChange();
+            }
+            if ($app->redirectToBase()) {
+                return;
             }
             $version = $app->shop->static->storefrontVersion($app->shop->config);
             $app->renderPage($label, $version);
@@ -82,6 +96,49 @@ final class App
                 . ' Run the "app:config:import" or the "setup:upgrade" command to synchronize the configuration.'
             );
         }
+    }
+
+    /** Test hook: the faults file's "storefront" entry (see the class comment). */
+    private function injectFault(): bool
+    {
+        $path = (string)parse_url('http://x' . ($this->server['REQUEST_URI'] ?? '/'), PHP_URL_PATH);
+        $fault = Faults::forStorefront($this->shop->config, $path ?: '/');
+        Faults::sleep($fault);
+        $status = (int)($fault['status'] ?? 0);
+        if ($status === 500) {
+            throw new LocalizedException((string)($fault['message'] ?? 'Injected storefront failure (test hook)'));
+        }
+        if ($status > 0) {
+            http_response_code($status);
+            header('Content-Type: text/plain; charset=UTF-8');
+            echo (string)($fault['message'] ?? "Injected status $status (test hook)"), "\n";
+            return true;
+        }
+        return false;
+    }
+
+    /** RequestPreprocessor: answers the redirect and returns true, or returns false. */
+    private function redirectToBase(): bool
+    {
+        $system = new SystemConfig($this->shop->config);
+        $data = $system->effective($this->shop->cache, fn (): array => $this->db(), $this->server);
+        $offloader = (string)SystemConfig::value($data['default'], 'web/secure/offloader_header', '');
+        $request = new Request($this->server, $offloader);
+        $distro = $request->getDistroBaseUrl();
+        $config = static fn (string $path, bool $default = false): ?string
+            => SystemConfig::value($default ? $data['default'] : $data['store'], $path, $distro);
+        $redirect = (new RequestPreprocessor($request, $config))->redirect();
+        if ($redirect === null) {
+            return false;
+        }
+        [$url, $code] = $redirect;
+        http_response_code($code);
+        header('Location: ' . $url);
+        header('Pragma: no-cache');
+        header('Cache-Control: max-age=0, must-revalidate, no-cache, no-store');
+        header('Expires: ' . gmdate('D, d M Y H:i:s', (int)strtotime('-1 year')) . ' GMT');
+        header('X-Frame-Options: SAMEORIGIN');
+        return true;
     }
 
     private function db(): array
