@@ -415,7 +415,7 @@ def find_targets(hosts: list[Host], primary: Host, params: HealthParams,
     except (StepFailed, ShopUrlError) as exc:
         raise HealthRefused(
             f"[{primary.name}] could not find the shop's URL to check it after the switch "
-            f"(bin/magento config:show web in {release_dir}): {_clip(str(exc), 400)}. Set "
+            f"(bin/magento config:show in {release_dir}): {_clip(str(exc), 400)}. Set "
             "DEPLOY_HEALTH_BASE_URL (and DEPLOY_HEALTH_HOST), or DEPLOY_HEALTH_PATHS=none "
             "to deploy without the check") from exc
     if params.host_header:  # the operator's name for the shop wins over Magento's

@@ -11,9 +11,9 @@ So, in pyinfra's shape (a command plus a pure parser for each fact):
 * :data:`LISTENERS` + :func:`parse_listeners`: the TCP sockets listening on the host
   (``/proc/net/tcp*``, readable by any user, no ``ss`` or root needed) and the address
   the SSH session arrived at (``$SSH_CONNECTION``);
-* :func:`config_command` + :func:`parse_config` + :func:`base_url`: Magento's
-  ``web/*`` settings (``bin/magento config:show web``, one boot) and the URL customers
-  use (secure when ``web/secure/use_in_frontend``);
+* :func:`config_command` + :func:`parse_config` + :func:`base_url`: Magento's stored
+  settings (``bin/magento config:show``, one boot) and the URL customers use (secure
+  when ``web/secure/use_in_frontend``);
 * :func:`connect_address`: which local address reaches the web server on a port;
 * :func:`plan`: the request a host makes, ``curl --resolve NAME:PORT:ADDR`` style, so
   the ``Host`` header, TLS SNI and the certificate check all use the shop's real name.
@@ -113,12 +113,17 @@ def connect_address(found: Listeners, port: int) -> str | None:
 
 
 def config_command(php: str, release_dir: str) -> str:
-    """Magento's ``web/*`` settings, asked in ``release_dir`` (one boot of bin/magento)."""
-    return f"cd {q(release_dir)} && {php} bin/magento config:show web"
+    """Magento's stored settings, asked in ``release_dir`` (one boot of bin/magento).
+
+    Without a path: 2.4's ``config:show`` refuses a section such as ``web`` ("The "web"
+    path doesn't exist"), and three field paths would cost three boots. The listing has
+    the database, ``config.php`` and ``env.php`` values, never Magento's built-in
+    defaults: a missing line means the default."""
+    return f"cd {q(release_dir)} && {php} bin/magento config:show --no-interaction"
 
 
 def parse_config(text: str) -> dict[str, str]:
-    """``config:show web`` output (``path - value`` lines) -> ``{path: value}`` (pure)."""
+    """``config:show`` output (``path - value`` lines) -> ``{path: value}`` (pure)."""
     values = {}
     for line in text.splitlines():
         path, sep, value = line.partition(" - ")

@@ -3,7 +3,7 @@
 The probe (``tasks/php/health_probe.php``) is the very command a host runs, run here by
 this machine's PHP with ext-curl against local HTTP servers on 127.0.0.1 that answer the
 ways shops answer (errors, slow first pages, basic auth, redirects). The facts (listening
-sockets, Magento's ``config:show web``) are parsed from real output. What the check does
+sockets, Magento's ``config:show``) are parsed from real output. What the check does
 inside a deploy, on rig hosts shaped like production ones, is in
 ``tests/test_health_deploy.py``.
 """
