@@ -18,12 +18,14 @@ Every error a caller may want to catch is exported here (see ``__all__``).
 
 from invoke import Collection
 
+from . import init as _discovery  # noqa: F401  (first: the task below takes the name `init`)
 from .cli import (
     build_release,
     config,
     db_status,
     deploy,
     flush_opcache,
+    init,
     magento_command,
     maintenance_off,
     maintenance_on,
@@ -56,7 +58,7 @@ from .settings import load as load_settings
 ns = Collection(
     deploy, prepare_release, build_release, db_status, maybe_upgrade, switch_symlink,
     flush_opcache, maintenance_on, maintenance_off, prune_releases, releases, rollback, unlock,
-    stage, config, magento_command, check_gitignore, doctor, cron_install, cron_resume,
+    stage, config, magento_command, check_gitignore, doctor, cron_install, cron_resume, init,
 )
 
 __all__ = [
@@ -64,7 +66,7 @@ __all__ = [
     "ns", "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade",
     "switch_symlink", "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases",
     "unlock", "releases", "rollback", "stage", "config", "magento_command", "check_gitignore",
-    "doctor", "cron_install", "cron_resume",
+    "doctor", "cron_install", "cron_resume", "init",
     # functions and what they take and give
     "deploy_to", "rollback_to", "load_settings", "Settings", "Host", "Summary", "hook",
     "HookContext",

@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import re
 import shlex
 import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from fabric import Connection, Group, Task
@@ -45,7 +48,7 @@ from .release import (
 from .report import Summary, Timeline, releases_table
 from .rollback import rollback as roll_back
 from .rollback import rollback_target
-from .settings import Settings, SettingsError, check_ref, load, sources
+from .settings import HOST_KEY_MODES, Settings, SettingsError, check_ref, load, sources
 
 
 def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -607,10 +610,123 @@ def rollback(c: Context, to: str | None = None, force: bool = False,
                json=json, quiet=json)
 
 
+# -- init ---------------------------------------------------------------------------------------
+
+def host_entry(conn: Connection) -> str:
+    """How a host given to ``fab`` goes into ``DEPLOY_HOSTS``: its name, with the user and
+    port only when they differ from what its SSH config gives for that name."""
+    plain = Connection(conn.original_host, config=conn.config)
+    entry = conn.original_host
+    if conn.user != plain.user:
+        entry = f"{conn.user}@{entry}"
+    if conn.port != plain.port:
+        entry = f"{entry}:{conn.port}"
+    return entry
+
+
+def init_path(path: str | None) -> str:
+    """``--path``, else ``DEPLOY_PATH``; checked like ``DEPLOY_PATH``."""
+    value = (path or settings_module.read_raw()["DEPLOY_PATH"]).strip()
+    if not value:
+        raise SettingsError("give --path=/var/www/shop (the deploy path, or the directory of a "
+                            "shop to adopt), or set DEPLOY_PATH")
+    return settings_module._deploy_path(value)
+
+
+def init_output(output: str | None) -> Path:
+    """Where ``fab init`` writes: ``--output``, else the ``.env`` the next task would read.
+    An existing file is never overwritten: exit 1, before any host is contacted."""
+    target = Path(output) if output else settings_module.project_dir() / ".env"
+    if os.path.lexists(target):
+        raise Exit(f"error: {target} exists and fab init never overwrites it: move it away, or "
+                   "write elsewhere with --output FILE (e.g. --output .env.init) and compare",
+                   code=1)
+    return target
+
+
+def run_init(c: Context | Group, conns: list[Connection], options: dict[str, Any]) -> None:
+    """Discover on every host (``conns``, else ``DEPLOY_HOSTS``), print what was found and
+    what could not be decided, write the ``.env``."""
+    # Imported here: init imports doctor, which imports this module.
+    from .init import EMPTY, MISSING, discover, render_env, summary
+
+    path, target = options["path"], init_output(options.get("output"))
+    raw = settings_module.read_raw()
+    settings = Settings(  # the few settings SSH needs; the others are what init looks for
+        deploy_path=path,
+        host_keys=settings_module._choice(raw, "DEPLOY_HOST_KEYS", HOST_KEY_MODES),
+        timeout_command=settings_module._positive_int(raw, "DEPLOY_TIMEOUT_COMMAND", minimum=1)
+        or 900)
+    if conns:
+        hosts = [Host.from_context(conn, echo=False) for conn in conns]
+        given, hosts_from = [host_entry(conn) for conn in conns], "--hosts"
+    else:
+        given, hosts_from = list(settings_module.split_list(raw["DEPLOY_HOSTS"])), "DEPLOY_HOSTS"
+        if not given:
+            raise SettingsError("no host: give --hosts=web1,web2 or set DEPLOY_HOSTS")
+        hosts = [Host.named(name, c.config, echo=False) for name in given]
+    hosts = distinct(hosts, settings)
+    entries = {host.name: entry for host, entry in zip(hosts, given, strict=True)}
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    findings = discover(hosts, path, entries, hosts_from=hosts_from, when=when)
+    if findings.unreachable:
+        raise RuntimeError("init needs every host; nothing was written. "
+                           + "; ".join(f"[{n}] {why}" for n, why in findings.unreachable.items()))
+    say(summary(findings))
+    if all(h.layout is None or h.layout.kind in (MISSING, EMPTY) for h in findings.hosts):
+        raise LookupError(f"no shop at {path} on {', '.join(entries.values())}; nothing was "
+                          "written. Give --path= the deploy path (with current/) or the "
+                          "directory of the shop to adopt")
+    text = render_env(findings)
+    with open(target, "x", encoding="utf-8") as out:  # never over a file made meanwhile
+        out.write(text)
+    todo = sum(line.startswith("# TODO ") for line in text.splitlines())
+    say(f"wrote {target}" + (f": {todo} TODO(s) to fill in" if todo else "")
+        + "; then run `fab doctor`")
+
+
+@task
+@clean_errors
+def _init_collected(c: Context) -> None:
+    if "init" in _collected:  # else the task acted already (called from code)
+        entry = _collected.pop("init")
+        run_init(c, entry["hosts"], entry["options"])
+
+
+@task(klass=FleetTask, post=[_init_collected], help={
+    "path": "the shop's directory on the hosts: a deploy path (releases/, current) or a "
+            "plain Magento root to adopt (default: DEPLOY_PATH)",
+    "output": "write this file instead of the project's .env (never overwritten either)",
+})
+@clean_errors
+def init(c: Context, path: str | None = None, output: str | None = None) -> None:
+    """Look at the hosts (read-only) and write a commented .env for them; never overwrites.
+
+    fab --hosts=web1,web2 init --path=/var/www/shop finds on every host: the layout (a
+    release layout, or a plain directory to adopt), the links into shared/, the git
+    repository, PHP and Composer, the PHP-FPM socket serving the shop (nginx's
+    fastcgi_pass, the running pools) and its user, nginx's server blocks, the base URL and
+    where each host listens for it, the crontab's cron:run lines, the Magento version
+    (blue/green from 2.4.4). Writes each value with where it came from, TODO lines for
+    what it could not decide, and prints what differs between hosts. An existing .env is
+    never overwritten (exit 1): --output FILE writes elsewhere. Nothing changes on a host.
+    """
+    options = {"path": init_path(path), "output": output}
+    init_output(output)  # refused before any host is contacted
+    if per_host_call_by_fab(init):
+        entry = _collected.setdefault("init", {"hosts": [], "options": {}})
+        if isinstance(c, Connection):
+            entry["hosts"].append(c)
+        entry["options"] = options
+        return
+    run_init(c, list(c) if isinstance(c, Group) else [c] if isinstance(c, Connection) else [],
+             options)
+
+
 __all__ = [
     "deploy", "prepare_release", "build_release", "db_status", "maybe_upgrade", "switch_symlink",
     "flush_opcache", "maintenance_on", "maintenance_off", "prune_releases", "unlock", "releases",
     "stage", "config", "magento_command",
-    "rollback",
+    "rollback", "init",
     "StepFailed",
 ]

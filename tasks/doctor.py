@@ -427,6 +427,7 @@ class Server:
     roots: list[str]
     script_filenames: list[str] = field(default_factory=list)
     static_rules: list[tuple[str, str]] = field(default_factory=list)
+    directives: list[Directive] = field(default_factory=list, repr=False)  # all, walked
 
 
 def shop_servers(tree: list[Directive], deploy_path: str) -> list[Server]:
@@ -447,7 +448,7 @@ def shop_servers(tree: list[Directive], deploy_path: str) -> list[Server]:
             f"{' '.join(names)} ({listen})", roots,
             [d.args[1] for d in inner if d.name == "fastcgi_param" and len(d.args) > 1
              and d.args[0] == "SCRIPT_FILENAME"],
-            [rule for d in inner for rule in _static_patterns(d)]))
+            [rule for d in inner for rule in _static_patterns(d)], inner))
     return found
 
 
@@ -534,7 +535,7 @@ def nginx_checks(host: str, servers: list[Server], settings: Settings,
 
 
 def running_nginx(listing: str) -> list[str]:
-    """Config files of the nginx masters serving this host, from :data:`_PS`'s listing.
+    """Config files of the nginx masters serving this host, from :data:`NGINX_PS`'s listing.
 
     A master of another mount namespace (a container, a rig host) is left out when one of
     its workers shows it; workers we may not inspect (another user) leave it in.
@@ -565,7 +566,7 @@ def running_nginx(listing: str) -> list[str]:
     return confs
 
 
-_PS = (
+NGINX_PS = (
     "echo \"me $(readlink /proc/self/ns/mnt)\"; for d in /proc/[0-9]*; do"
     " [ \"$(cat $d/comm 2>/dev/null)\" = nginx ] || continue;"
     " a=$(tr '\\0' ' ' < $d/cmdline 2>/dev/null);"
@@ -588,15 +589,9 @@ def read_config(host: Host, conf: str) -> tuple[dict[str, str], set[str]]:
     for _ in range(6):  # include depth
         if not pending:
             break
-        mark = f"#doctor-{secrets.token_hex(6)} "
-        out = host.run("IFS=; for pat in " + " ".join(q(p) for p in pending) + "; do"
-                       " for f in $pat; do if [ -f \"$f\" ] && [ -r \"$f\" ]; then"
-                       f" printf '\\n%s%s:\\n' {q(mark)} \"$f\"; head -c 1000000 -- \"$f\";"
-                       f" else printf '\\n%s%s:UNREADABLE\\n' {q(mark)} \"$f\"; fi;"
-                       " done; done", step="doctor", warn=True, echo=False).stdout
-        got = split_dump(out, mark)
-        unreadable |= {p for p, text in got.items() if p.endswith(":UNREADABLE")}
-        files.update({p: t for p, t in got.items() if not p.endswith(":UNREADABLE")})
+        got, missing_now = read_files(host, pending)
+        unreadable |= missing_now
+        files.update(got)
         missing: set[str] = set()
         for text in got.values():
             for d in walk(parse(text)):
@@ -604,8 +599,23 @@ def read_config(host: Host, conf: str) -> tuple[dict[str, str], set[str]]:
                     missing.add(posixpath.join(base, d.args[0]))
         pending = sorted(p for p in missing if p not in files
                          and not any(fnmatch.fnmatchcase(f, p) for f in files)
-                         and p + ":UNREADABLE" not in unreadable)
-    return files, {u.removesuffix(":UNREADABLE") for u in unreadable}
+                         and p not in unreadable)
+    return files, unreadable
+
+
+def read_files(host: Host, patterns: list[str],
+               step: str = "doctor") -> tuple[dict[str, str], set[str]]:
+    """The files matching shell globs ``patterns`` (each up to 1 MB), read in one round trip
+    as the login user: ``{path: text}``, and the ones missing or not readable."""
+    mark = f"#doctor-{secrets.token_hex(6)} "
+    out = host.run("IFS=; for pat in " + " ".join(q(p) for p in patterns) + "; do"
+                   " for f in $pat; do if [ -f \"$f\" ] && [ -r \"$f\" ]; then"
+                   f" printf '\\n%s%s:\\n' {q(mark)} \"$f\"; head -c 1000000 -- \"$f\";"
+                   f" else printf '\\n%s%s:UNREADABLE\\n' {q(mark)} \"$f\"; fi;"
+                   " done; done", step=step, warn=True, echo=False).stdout
+    got = split_dump(out, mark)
+    return ({p: t for p, t in got.items() if not p.endswith(":UNREADABLE")},
+            {p.removesuffix(":UNREADABLE") for p in got if p.endswith(":UNREADABLE")})
 
 
 def split_dump(text: str, mark: str) -> dict[str, str]:
@@ -620,7 +630,7 @@ def split_dump(text: str, mark: str) -> dict[str, str]:
 
 def check_nginx(host: Host, settings: Settings) -> list[Check]:
     """The web server as the shop sees it; ``skipped`` (with why) when not readable."""
-    confs = running_nginx(host.run(_PS, step="doctor", warn=True, echo=False).stdout)
+    confs = running_nginx(host.run(NGINX_PS, step="doctor", warn=True, echo=False).stdout)
     if not confs:
         if not host.test("test -r /etc/nginx/nginx.conf"):
             return [Check(host.name, "nginx", SKIPPED, "no nginx running and "
