@@ -42,6 +42,7 @@ from .shopurl import Listeners, ShopUrlError, Target
 
 DEFAULT_PATHS = ("/", "/health_check.php")
 EXCERPT_BYTES = 200  # of a failing answer's body, kept for the report
+USER_AGENT = "fabric-magento-deploy health check"
 DONE = "D"  # the last line the probe prints: without it the output is truncated
 TIMED_OUT = 28  # curl's CURLE_OPERATION_TIMEDOUT
 TLS_ERRORS = {35: "TLS handshake failed", 51: "the certificate does not match the name",
@@ -226,12 +227,13 @@ class HealthParams:
 def remote_command(params: HealthParams, target: Target, window: float) -> str:
     """The one command a host runs: the probe with its job (no secret: see :func:`stdin`)."""
     job = {
-        "targets": [{"url": target.join(p), "resolve": target.resolve,
-                     "headers": list(params.headers or target.headers)} for p in params.paths],
+        "targets": [{"url": target.join(p), "resolve": target.resolve, "source": target.source,
+                     "headers": list(target.headers)} for p in params.paths],
         "window_ms": round(window * 1000), "interval_ms": round(params.interval * 1000),
         "timeout_ms": round(params.request_timeout * 1000),
         "deadline_ms": round(params.deadline(window) * 1000),
         "verify": params.tls_verify, "auth": bool(params.auth), "excerpt": EXCERPT_BYTES,
+        "agent": USER_AGENT,
     }
     return f"{params.php} -r {q(PROBE)} {q(json.dumps(job))}"
 
@@ -326,9 +328,11 @@ class HostHealth:
 
     def problem(self) -> str:
         if self.error:
-            return f"{self.host}: {self.error}"
-        bad = [(p, p.first_bad()) for p in self.paths.values() if not p.ok]
-        return "; ".join(f"{self.host} {self.target.join(p.path)}: "
+            return f"[{self.host}] {self.error}"
+        bad = [(p, a) for p in self.paths.values() if (a := p.first_bad())]
+        if not bad:  # a path asked by nobody: the probe ended before it (a lost connection)
+            bad = [(p, None) for p in self.paths.values() if not p.ok]
+        return "; ".join(f"[{self.host}] {self.target.join(p.path)}: "
                          f"{a.describe() if a else 'no answer'}" for p, a in bad)
 
 
@@ -437,9 +441,7 @@ def find_targets(hosts: list[Host], primary: Host, params: HealthParams,
 
 
 def _with_headers(target: Target, params: HealthParams) -> Target:
-    if not params.headers:
-        return target
-    return Target(target.url, target.resolve, params.headers, target.note)
+    return replace(target, headers=params.headers) if params.headers else target
 
 
 def _followed(target: Target, answer: Answer, found: Listeners | None,
@@ -512,10 +514,11 @@ def prepare(hosts: list[Host], primary: Host, params: HealthParams, release_dir:
         if report.ok:
             continue
         if host.name in maintenance and _maintenance_page(report):
+            seen_as = report.target.source or "the address its requests come from"
             plan.skipped[host.name] = ("maintenance is on (not set by this deploy): the "
-                                       "storefront is NOT checked on this host (add its "
-                                       f"address {report.target.address or ''} to "
-                                       "var/.maintenance.ip to have it checked)")
+                                       "storefront is NOT checked on this host (add "
+                                       f"{seen_as} to var/.maintenance.ip to have it "
+                                       "checked)")
             continue
         bad = next((p.first_bad() for p in report.paths.values() if not p.ok), None)
         refused.append(f"{report.problem() or report.error} -> {hint(bad, host.name)}")
@@ -545,8 +548,10 @@ def _probe_following(host: Host, plan: Plan, found: Listeners | None,
 
 
 def _maintenance_page(report: HostHealth) -> bool:
-    return all(p.ok or (p.first_bad() and p.first_bad().status == 503)  # type: ignore[union-attr]
-               for p in report.paths.values())
+    """Did the live shop answer Magento's maintenance page (and nothing worse)? The probe
+    stops at the first bad answer, so later paths may not have been asked."""
+    bad = [a for p in report.paths.values() if (a := p.first_bad())]
+    return not report.error and bool(bad) and all(a.status == 503 for a in bad)
 
 
 # --------------------------------------------------------------------------- after the switch

@@ -152,13 +152,16 @@ def base_url(config: dict[str, str]) -> str:
 class Target:
     """How one host requests the shop: ``url`` (with the shop's name), ``resolve``
     (``NAME:PORT:ADDR``, curl's ``--resolve``: connect to ADDR, keep the name for Host,
-    SNI and the certificate) and headers to add. ``note`` says what was decided."""
+    SNI and the certificate) and headers to add. ``note`` says what was decided.
+    ``source``: sending from the very address asked makes the web server see that
+    address (on a shared loopback range it would otherwise see 127.0.0.1)."""
 
     url: str
     resolve: str = ""
     headers: tuple[str, ...] = ()
     note: str = ""
     moved: tuple[tuple[str, str], ...] = ()  # (path, URL): a path the shop redirects
+    source: str = ""  # the local address to send from (the one the web server sees)
 
     def join(self, path: str) -> str:
         """The base URL (which may have a path, a shop in a subfolder) plus ``path``."""
@@ -191,12 +194,14 @@ def plan(url: str, found: Listeners, host: str) -> Target:
     name, port = parts.hostname or "", _port(parts)
     addr = connect_address(found, port)
     if addr:
-        return Target(url, _resolve(name, port, addr), note=f"{name}:{port} -> {addr}")
+        return Target(url, _resolve(name, port, addr), note=f"{name}:{port} -> {addr}",
+                      source=addr)
     if parts.scheme == "https" and (offload := connect_address(found, 80)):
         http = parts._replace(scheme="http", netloc=name).geturl()
         return Target(http, _resolve(name, 80, offload), (OFFLOAD_HEADER,),
                       note=f"nothing listens on :{port}, TLS ends before this host: "
-                           f"http://{name}:80 -> {offload} with {OFFLOAD_HEADER}")
+                           f"http://{name}:80 -> {offload} with {OFFLOAD_HEADER}",
+                      source=offload)
     listening = sorted({p for _, p in found.sockets})
     raise ShopUrlError(
         f"[{host}] nothing listens on port {port} for {url} (listening ports: "

@@ -36,13 +36,19 @@ T = TypeVar("T")
 class Shop:
     """The fake shop deployed to ``rig``; ``v1`` installed in the database."""
 
-    def __init__(self, rig: Rig, *, label: str = "v1", blue_green: bool = False):
+    def __init__(self, rig: Rig, *, label: str = "v1", blue_green: bool = False,
+                 base_url: str | None = None, **web: object):
+        """``base_url``: Magento's (default ``http://shop.test/``, a name that does not
+        resolve, with the rig's HTTP port when it is not 80); ``web``: more of
+        :func:`shop.install_db`'s options (``use_in_frontend``, ``redirect_to_base``...)."""
         self.rig = rig
         self.repo = rig.common / "shop"
         self.db = rig.common / "db" / "shop.json"
         self.db.parent.mkdir(parents=True, exist_ok=True)
         self.commits = [shop.make_repo(self.repo, label=label)]
-        shop.install_db(self.db, self.repo)
+        port = rig.http_port if rig.http_port not in (None, 80) else None
+        default = f"http://shop.test{f':{port}' if port else ''}/"
+        shop.install_db(self.db, self.repo, base_url=base_url or default, **web)
         self._trust_repo()
         for host in rig.hosts:
             env_php = host.inside("/srv/shop/shared/app/etc/env.php")

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_the_probe_stops_at_the_first_bad_answer(server: int) -> None:
     assert not report.ok
     assert [s["path"] for s in Shop.seen] == ["/", "/bad"]  # nothing asked after the 500
     assert report.elapsed < 2.5  # type: ignore[attr-defined]  # not the 5 s window
-    assert report.problem() == f'local http://shop.test:{server}/bad: HTTP 500 "500 /bad"'
+    assert report.problem() == f'[local] http://shop.test:{server}/bad: HTTP 500 "500 /bad"'
 
 
 def test_a_timeout_is_asked_again_and_a_cold_page_passes(server: int) -> None:
@@ -158,9 +159,9 @@ def test_basic_auth_comes_from_stdin_never_the_command_line(server: int) -> None
 
 
 def test_headers_are_sent_and_a_redirect_is_reported_not_followed(server: int) -> None:
-    params = HealthParams(paths=("/old",), window_seconds=0,
-                          headers=("X-Forwarded-Proto: https",))
-    report = run_probe(params, shop_target(server), 0)
+    params = HealthParams(paths=("/old",), window_seconds=0)
+    target = replace(shop_target(server), headers=("X-Forwarded-Proto: https",))
+    report = run_probe(params, target, 0)
     assert Shop.seen[0]["proto"] == "https"
     bad = report.paths["/old"].first_bad()
     assert bad is not None and (bad.status, bad.redirect) == (301, "http://shop.test/new")
@@ -305,7 +306,7 @@ def test_a_failing_answer_keeps_its_body_and_decides() -> None:
     host = health.parse_output("web2", TARGET, PATHS, line(0, 200) + line(1, 500, body=page)
                                + "D\n")
     assert not host.ok
-    assert host.problem() == ('web2 http://shop.test/health_check.php: HTTP 500 "There has '
+    assert host.problem() == ('[web2] http://shop.test/health_check.php: HTTP 500 "There has '
                               'been an error processing your request"')
     record = health.HealthReport(HealthParams(), {"web2": host}).as_record()
     assert record["hosts"]["web2"]["paths"]["/health_check.php"]["first_failure"]["status"] \

@@ -1,7 +1,7 @@
 <?php
 // The storefront as a customer requests it, asked from a web host by its own PHP CLI with
 // ext-curl (which Magento itself requires): see tasks/health.py.
-// Input: a JSON job in argv[1]: targets [{url, resolve, headers}], window_ms, interval_ms,
+// Input: a JSON job in argv[1]: targets [{url, resolve, source, headers}], window_ms, interval_ms,
 // timeout_ms, deadline_ms, verify (TLS), auth (bool: "user:password" is the first line of
 // stdin, so it never appears in a command line), excerpt (bytes of a failing body).
 // Rounds every interval_ms until the window has passed and every target answered 2xx once,
@@ -28,9 +28,13 @@ function ask(array $job, array $t, string $auth, int $timeout_ms): array {
         CURLOPT_HTTPHEADER => $t['headers'], CURLOPT_SSL_VERIFYPEER => $job['verify'],
         CURLOPT_SSL_VERIFYHOST => $job['verify'] ? 2 : 0, CURLOPT_NOSIGNAL => true,
         CURLOPT_PROTOCOLS => CURLPROTO_HTTP | CURLPROTO_HTTPS,
+        CURLOPT_USERAGENT => $job['agent'],  // so the check is told apart in access logs
     ];
     if ($t['resolve'] !== '') {
         $options[CURLOPT_RESOLVE] = [$t['resolve']];
+    }
+    if ($t['source'] !== '') {  // from the address itself: what .maintenance.ip must list
+        $options[CURLOPT_INTERFACE] = $t['source'];
     }
     if ($auth !== '') {
         $options[CURLOPT_USERPWD] = $auth;
