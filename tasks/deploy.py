@@ -31,6 +31,7 @@ from . import (
     opcache,
     release,
     ship,
+    shopurl,
     source,
     switch,
     verify,
@@ -947,11 +948,33 @@ def build_plan(settings: Settings, hosts: list[str], rel: str) -> list[str]:
     ]
 
 
+def health_plan(settings: Settings, primary: str) -> list[str]:
+    """The storefront check's part of :func:`dry_run`: found and asked before the build,
+    watched after the switch ([] with ``DEPLOY_HEALTH_PATHS=none``)."""
+    if not settings.health_paths:
+        return []
+    params = health.HealthParams.from_settings(settings)
+    where = (f"DEPLOY_HEALTH_BASE_URL {settings.health_base_url or ''} "
+             f"{' '.join(f'{k}={v}' for k, v in settings.health_base_urls.items())}".strip()
+             if settings.health_base_url else "Magento's base URL")
+    paths = " ".join(params.paths)
+    return [
+        render(f"before the build: the storefront check, {where} on each host's own web "
+               f"server, asked of the LIVE shop ({paths}; failing: exit 2, nothing built)",
+               [Step("shop URL", shopurl.config_command(settings.php, settings.release_dir(
+                   "<live>"))), Step("where each host listens", shopurl.LISTENERS)]),
+        f"# then: the storefront check on every host ({paths}): the first bad answer "
+        f"reverts every host; else watched for {params.window_seconds:g} s",
+    ]
+
+
 def dry_run(settings: Settings, hosts: list[str], ref: str | None = None) -> str:
     """The plan of a deploy as text, without contacting any host."""
     rel, ref = "<release-id>", check_ref(ref) if ref else settings.branch
     primary = settings.primary or hosts[0]
+    check = health_plan(settings, primary)
     sections = [
+        *check[:1],
         render(f"on {primary}: resolve {ref}", [source.update_mirror(settings),
                                                 source.resolve_ref(settings, ref)]),
         *build_plan(settings, hosts, rel),
@@ -965,5 +988,6 @@ def dry_run(settings: Settings, hosts: list[str], ref: str | None = None) -> str
         render(f"then: OPcache flush ({settings.opcache}) everywhere, cache:flush on {primary}, "
                "maintenance off, prune", [Step("cache:flush", build.magento(settings, rel,
                                                                              "cache:flush"))]),
+        *check[1:],
     ]
     return "\n".join(sections)

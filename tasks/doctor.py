@@ -25,7 +25,7 @@ from typing import Any
 from fabric import task
 from invoke import Context
 
-from . import lock, opcache
+from . import health, lock, magento, opcache
 from .build import static_version
 from .cli import FleetTask, clean_errors, fleet_call, fleet_post
 from .deploy import CONFIG
@@ -720,6 +720,35 @@ def guarded(host: Host, name: str, fn: Callable[[], Check | list[Check]]) -> lis
     return found if isinstance(found, list) else [found]
 
 
+def check_storefront(host: Host, settings: Settings) -> Check:
+    """The deploy's own storefront check (:func:`health.prepare`) asked of the live shop:
+    where the host's web server is found, and whether the live shop passes. If it does
+    not, every deploy would stop before building (the check would revert anything)."""
+    if not settings.health_paths:
+        return Check(host.name, "storefront", SKIPPED, "DEPLOY_HEALTH_PATHS=none: no check")
+    live = live_release(host, settings)
+    if not live:
+        return Check(host.name, "storefront", SKIPPED, "nothing live yet: checked after the "
+                     "first switch")
+    held = {host.name} if magento.maintenance_owner(host, settings, live) is not None else set()
+    try:
+        plan = health.prepare([host], host, health.HealthParams.from_settings(settings),
+                              settings.release_dir(live), probe_live={host.name},
+                              maintenance=held)
+    except health.HealthRefused as exc:
+        problem, _, fix = str(exc).rpartition(" -> ")
+        return Check(host.name, "storefront", ERROR, _first_lines(problem or str(exc), 3),
+                     fix.splitlines()[0] if fix else "see docs/health.md")
+    target = plan.targets[host.name]
+    where = f"{target.url} via {target.address or 'its name'}"
+    if host.name in plan.skipped:
+        return Check(host.name, "storefront", WARN, f"{where}: {plan.skipped[host.name]}",
+                     "deploys go on, without the storefront check on this host")
+    times = [a.seconds for p in plan.live[host.name].paths.values() for a in p.answers if a.ok]
+    return Check(host.name, "storefront", OK, f"{where}: {', '.join(settings.health_paths)} "
+                 f"answer 2xx (slowest {max(times, default=0):.2f} s)")
+
+
 def check_host(host: Host, settings: Settings) -> list[Check]:
     """Every check on one host, in a fixed order; nothing else once SSH fails."""
     ssh = check_ssh(host, settings)
@@ -735,6 +764,7 @@ def check_host(host: Host, settings: Settings) -> list[Check]:
     rows += guarded(host, "nginx", lambda: check_nginx(host, settings))
     rows += guarded(host, "cron", lambda: check_cron(host, settings))
     rows += guarded(host, "deploy lock", lambda: check_lock(host, settings))
+    rows += guarded(host, "storefront", lambda: check_storefront(host, settings))
     return rows
 
 

@@ -41,7 +41,7 @@ from fabric_magento_deploy.settings import Settings
 FABFILE = "from fabric_magento_deploy.doctor import doctor  # noqa: F401\n"
 CHECKS = ["ssh", "deploy path", "disk", "php cli", "composer", "repository", "shared files",
           "php-fpm", "opcache settings", "nginx root", "nginx php path", "nginx static",
-          "cron", "deploy lock"]
+          "cron", "deploy lock", "storefront"]
 CRON = ("* * * * * php /srv/shop/current/bin/magento cron:run 2>&1 | grep -v \"Ran jobs by "
         "schedule\" >> /srv/shop/current/var/log/magento.cron.log\n")
 
@@ -122,7 +122,7 @@ def test_a_healthy_fleet_passes_with_every_check_ok(fleet: Fleet) -> None:
         assert [c for c in CHECKS if (host.name, c) not in rows] == [], result.stdout
     problems = {k: v for k, v in rows.items() if any(r[0] != OK for r in v)}
     assert problems == {}, result.stdout
-    assert "3 host(s), 42 checks: 42 ok, 0 warning(s), 0 error(s)" in result.stdout
+    assert "3 host(s), 45 checks: 45 ok, 0 warning(s), 0 error(s)" in result.stdout
 
 
 # -- planted problems: (host, plant) -> undo --------------------------------------------------
@@ -187,6 +187,20 @@ def stale_lock(fleet: Fleet, host: WebHost) -> Iterator[None]:
     host.sh("rm /srv/shop/deploy.lock")
 
 
+@contextmanager
+def operator_maintenance(fleet: Fleet, host: WebHost) -> Iterator[None]:
+    host.sh("cd /srv/shop/current && php bin/magento maintenance:enable", user="deployer")
+    yield
+    host.sh("cd /srv/shop/current && php bin/magento maintenance:disable", user="deployer")
+
+
+@contextmanager
+def storefront_500(fleet: Fleet, host: WebHost) -> Iterator[None]:
+    fleet.shop.faults(host, {"storefront": {"status": 500, "message": "planted"}})
+    yield
+    fleet.shop.faults(host, {})
+
+
 PLANTED: list[tuple[Callable, str, str, str, str, str, int]] = [
     # plant, host, check, status, in detail, in fix, exit code
     (no_env_php, "web2", "shared files", ERROR, "env.php is missing",
@@ -203,6 +217,10 @@ PLANTED: list[tuple[Callable, str, str, str, str, str, int]] = [
      "/srv/shop/current/bin/magento cron:run", 1),
     (stale_lock, "web3", "deploy lock", WARN, "held by ci@builder (pid 4242, deploy of "
      "20261201.100055.601)", "fab unlock --hosts=web3", 0),
+    (operator_maintenance, "web2", "storefront", WARN, "maintenance is on",
+     "deploys go on, without the storefront check on this host", 0),
+    (storefront_500, "web1", "storefront", ERROR, "http://shop.test/: HTTP 500",
+     "the LIVE shop answers this now", 1),
 ]
 
 
