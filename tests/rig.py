@@ -1123,6 +1123,13 @@ class WebHost:
             raise RigError(f"{self.name}: process {pid} survived SIGKILL")
         return victims
 
+    def own_crontabs(self) -> None:
+        """Give the host its own cron spool (a bind mount in its namespace): crontabs live
+        under /var, which the rig's hosts otherwise share with each other and the machine."""
+        self.sh("mkdir -p /srv/run/crontabs && chown root:crontab /srv/run/crontabs"
+                " && chmod 1730 /srv/run/crontabs"
+                " && mount --bind /srv/run/crontabs /var/spool/cron/crontabs")
+
     def mount_tmpfs(self, path: str, size: str) -> None:
         """Put a ``size`` tmpfs (``"64m"``) over ``path`` inside this host, with the files
         ``path`` holds copied in and the owner kept: a small filesystem that can be

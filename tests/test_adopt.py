@@ -102,6 +102,8 @@ def test_rollback_is_refused_across_a_schema_release_after_adoption(web_rig1) ->
     web1 = web_rig1.host("web1")
     shop.deploy(opcache="fcgi")
     become_other_tools_layout(shop, web1, "capistrano")
+    web1.fpm_reload()  # the old tool's deploy ended with a reload: serving the old paths
+    assert visit(shop, web1) == ("A", 200)  # the live shop works (the check asks it first)
     shop.commit(label="B", modules={"Shop_Catalog": "1.1.0"})
     assert shop.fab("deploy", "--quiet", opcache="fcgi").returncode == 0
     refused = shop.fab("rollback", opcache="fcgi")

@@ -53,14 +53,6 @@ class Fleet:
     project: Path
 
 
-def own_crontabs(host: WebHost) -> None:
-    """Give the host its own cron spool (a bind mount in its namespace): crontabs live
-    under /var, which the rig's hosts otherwise share with each other and the machine."""
-    host.sh("mkdir -p /srv/run/crontabs && chown root:crontab /srv/run/crontabs"
-            " && chmod 1730 /srv/run/crontabs"
-            " && mount --bind /srv/run/crontabs /var/spool/cron/crontabs")
-
-
 def set_crontab(host: WebHost, text: str) -> None:
     host.sh("crontab -", user="deployer", input=text)
 
@@ -75,7 +67,7 @@ def fleet() -> Iterator[Fleet]:
         rig.start_web()
         shop = Shop(rig)
         for host in rig.hosts:
-            own_crontabs(host)
+            host.own_crontabs()
             set_crontab(host, CRON)
         shop.deploy(opcache="fcgi")
         for host in rig.hosts:  # the fix docs/opcache.md gives: healthy means this

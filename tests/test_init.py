@@ -87,10 +87,7 @@ def fleet() -> Iterator[Fleet]:
         rig.start_web()
         shop = Shop(rig)
         for host in rig.hosts:
-            # Each host its own cron spool (crontabs live under /var, shared otherwise).
-            host.sh("mkdir -p /srv/run/crontabs && chown root:crontab /srv/run/crontabs"
-                    " && chmod 1730 /srv/run/crontabs"
-                    " && mount --bind /srv/run/crontabs /var/spool/cron/crontabs")
+            host.own_crontabs()
             host.sh("crontab -", user="deployer", input=CRON)
         shop.deploy(opcache="fcgi")
         yield Fleet(rig, shop)

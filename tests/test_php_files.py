@@ -21,15 +21,17 @@ def test_the_php_shipped_with_the_library_parses(path: Path) -> None:
 
 
 def test_the_library_uses_those_files() -> None:
-    from fabric_magento_deploy import opcache, verify
+    from fabric_magento_deploy import health, opcache, verify
     shared = (PHP_DIR / "fastcgi.php").read_text()
     for client, name in ((opcache.CLIENT, "opcache_client.php"),
                          (verify.CLIENT, "fcgi_request.php")):
         own = (PHP_DIR / name).read_text()
         assert client == shared + own.removeprefix("<?php\n"), name
     assert "@TOKEN@" in opcache.RESET_SCRIPT
+    assert health.PROBE == (PHP_DIR / "health_probe.php").read_text().removeprefix("<?php\n")
     assert sorted(p.name for p in PHP_DIR.glob("*.php")) == [
-        "fastcgi.php", "fcgi_request.php", "opcache_client.php", "opcache_reset.php"]
+        "fastcgi.php", "fcgi_request.php", "health_probe.php", "opcache_client.php",
+        "opcache_reset.php"]
 
 
 @pytest.mark.parametrize("name", ["opcache_client.php", "fcgi_request.php"])
