@@ -64,7 +64,7 @@ def main() -> None:
             load.wait_after(time.time())
         assert {shop.live(h) for h in rig.hosts} == {good}
         for host in rig.hosts:
-            samples = [s for s in load.samples() if s.host == host.name]
+            samples = [s for s in load.samples if s.host == host.name]
             bad = [s for s in samples if s.status >= 500]
             if not bad:
                 print(f"{host.name}: no broken answer seen")
