@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import (
     bluegreen,
@@ -516,14 +516,17 @@ class Deploy:
                                   f"{', '.join(h.name for h in hosts)}; OPcache flushed")
 
     # -- phase 5 ---------------------------------------------------------------------------
-    def restart_consumers(self, problems: list[str]) -> None:
-        """Queue consumers started from an old release stop running old code (see
-        :mod:`tasks.consumers`): Magento's poison pill, ``DEPLOY_CONSUMERS_COMMAND``, then
-        a look at what each host still runs. A failure is a problem of the deploy."""
+    def restart_consumers(self, problems: list[str], hosts: list[Host] | None = None,
+                          primary: Host | None = None) -> None:
+        """Queue consumers started from another release stop running its code (see
+        :mod:`tasks.consumers`): Magento's poison pill (from ``primary``),
+        ``DEPLOY_CONSUMERS_COMMAND``, then a look at what each of ``hosts`` (default:
+        all) still runs. A failure is a problem of the deploy."""
         s = self.settings
+        hosts, primary = hosts or self.hosts, primary or self.primary
         try:
-            with self.timeline.timed(self.primary.name, "consumers"):
-                reports = consumers.restart(self.primary, self.hosts, s,
+            with self.timeline.timed(primary.name, "consumers"):
+                reports = consumers.restart(primary, hosts, s,
                                             command=s.consumers_command,
                                             stop_old=s.consumers_stop_old)
         except Exception as exc:  # the release is live: report, never hide it
@@ -573,22 +576,42 @@ class Deploy:
         raise DeployError(f"{failed}\n{self.revert(failed)}")
 
     def revert(self, why: str) -> str:
-        """Put every host back on the release it served before, flush, record the new
-        release as failed; say what each host serves now."""
+        """Put every host back on the release it served before; every host that is back
+        gets its OPcache flushed, ``cache:flush`` runs once, and queue consumers are told
+        again (a consumer started meanwhile runs the rejected code). Records say per host
+        what it serves; a host that could not switch back is named with what to run."""
         s, record = self.settings, self.record
         assert record is not None
-        errors = failures(on_all(self.hosts, lambda h: switch.point_current(
+        stuck = failures(on_all(self.hosts, lambda h: switch.point_current(
             h, s, self.live[h.name])))  # type: ignore[arg-type]
-        flush_problems: list[str] = []
-        if not errors:
-            flush_problems, _ = flush_caches(self.hosts, s, self.strategies, self.summary,
-                                             self.live[self.primary.name] or "", self.timeline)
-        record.status, record.finished = FAILED, release.utc_now()
-        record.note = f"reverted: {why}"[:2000]
-        on_all(self.hosts, lambda h: release.write_record(h, s, record))
-        lines = ["REVERTED: every host is back on the release it served before" if not errors
-                 else f"could NOT switch back {', '.join(errors)}: flush and check them by hand"]
-        return "\n".join(lines + flush_problems + [state_report(self.hosts, s)])
+        back = [h for h in self.hosts if h.name not in stuck]
+        problems: list[str] = []
+        if back:
+            primary = self.primary if self.primary in back else back[0]
+            problems, _ = flush_caches(back, s, self.strategies, self.summary,
+                                       self.live[primary.name] or "", self.timeline,
+                                       primary=primary)
+            self.restart_consumers(problems, back, primary)
+        old = {n: r for n, r in self.live.items()}
+        hint = ", ".join(f"{n}: fab switch-symlink --release={old[n]} --hosts={n}, then fab "
+                         f"flush-opcache --hosts={n}" for n in stuck)
+        record.finished = release.utc_now()
+        record.note = (f"reverted: {why}" + (f"\nstill serving it (could not switch back): "
+                                             f"{hint}" if stuck else ""))[:2000]
+
+        def one(host: Host) -> None:
+            here = replace(record, status=LIVE if host.name in stuck else FAILED)
+            release.write_record(host, s, here)
+            if host.name in stuck:
+                mark(host, s, old[host.name], PREVIOUS)  # type: ignore[arg-type]
+
+        on_all(self.hosts, one)  # an unreachable host keeps its record as it was
+        lines = [f"REVERTED: {', '.join(h.name for h in back) or 'no host'} back on the "
+                 "release served before" + (" (every host)" if not stuck else "")]
+        if stuck:
+            lines.append(f"could NOT switch back {', '.join(stuck)}: still serving release "
+                         f"{self.release}. When reachable: {hint}")
+        return "\n".join(lines + problems + [state_report(self.hosts, s)])
 
     def finish(self) -> None:
         """After the switch: OPcache, cache, maintenance off, records, pruning.
@@ -649,8 +672,10 @@ def state_report(hosts: list[Host], settings: Settings) -> str:
 
 
 def flush_caches(hosts: list[Host], settings: Settings, strategies: dict[str, str],
-                 summary: Summary, rel: str, timeline: Timeline) -> tuple[list[str], set[str]]:
-    """After a switch: OPcache on every host, then ``cache:flush`` once on the primary.
+                 summary: Summary, rel: str, timeline: Timeline, *,
+                 primary: Host | None = None) -> tuple[list[str], set[str]]:
+    """After a switch: OPcache on every host, then ``cache:flush`` once on ``primary``
+    (default: the deploy's primary; one of ``hosts``).
 
     Both always run. Returns the problems (each saying what to run next) and the hosts
     whose OPcache flush failed.
@@ -662,7 +687,7 @@ def flush_caches(hosts: list[Host], settings: Settings, strategies: dict[str, st
                         "may still serve the old code there (a deploy keeps the old release's "
                         "maintenance flag there). Fix the flush, run `fab flush-opcache`, then "
                         "`fab maintenance-off` if the state below shows it on")
-    primary = primary_of(hosts, settings)
+    primary = primary or primary_of(hosts, settings)
     try:
         with timeline.timed(primary.name, "cache:flush"):
             magento.cache_flush(primary, settings, rel)

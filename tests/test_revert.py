@@ -6,12 +6,13 @@ loudly)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 from load import HttpLoad
 from rig import Rig
-from scenario import Shop
+from scenario import Shop, polling
 
 from fabric_magento_deploy.deploy import DeployError
 
@@ -83,3 +84,39 @@ def test_a_release_failing_verification_on_one_host_goes_live_nowhere(web_rig3: 
     assert all(shop.releases(h) == [good] for h in web_rig3.hosts), "the new folders go"
     asked = [h.name for h in web_rig3.hosts if shop.commands(h).count("setup:db:status") > 1]
     assert asked == [], "the database question comes after verification: never asked for B"
+
+
+def test_a_host_lost_between_switch_and_switch_back_is_named_the_others_are_flushed(
+        web_rig3: Rig) -> None:
+    """web2 dies for SSH right after it switched to a release that answers 500: the revert
+    puts web1 and web3 back AND flushes them (else their FPM workers keep the rejected
+    code: OPcache never revalidates on the rig), and names web2 with what to run."""
+    shop = Shop(web_rig3, label="A")
+    good = shop.deploy(opcache="fcgi").release
+    web2 = web_rig3.host("web2")
+    current = web2.inside("/srv/shop/current")
+    shop.commit(files={LABEL: BROKEN_LABEL})
+    killed: list[int] = []
+
+    def kill_once_switched() -> None:
+        if not killed and os.path.basename(os.readlink(current)) != good:
+            killed.extend(web2.kill_ssh())
+
+    alive = [h for h in web_rig3.hosts if h is not web2]
+    with HttpLoad({h.name: h.url() for h in alive}) as load:
+        with polling(kill_once_switched, 0.002), pytest.raises(DeployError) as failed:
+            shop.deploy(opcache="fcgi")
+        load.wait_after(time.time())
+    assert killed, "web2 was never switched"
+    message = str(failed.value)
+    new = shop.live(web2)
+    assert new != good
+    assert "REVERTED: web1, web3 back on the release served before" in message, message
+    assert (f"could NOT switch back web2: still serving release {new}" in message
+            and f"fab switch-symlink --release={good} --hosts=web2" in message), message
+    for host in alive:
+        assert shop.live(host) == good
+        assert load.labels()[host.name][-1] == "A", load.summary()  # flushed: A again
+        rec = json.loads(host.inside(f"/srv/shop/history/{new}.json").read_text())
+        assert rec["status"] == "failed" and "web2" in rec["note"], rec
+    web2.start_sshd()
