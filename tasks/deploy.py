@@ -382,6 +382,9 @@ class Deploy:
         self.summary.notes += plan.notes
         self.summary.warnings += [f"[{n}] storefront NOT checked: {why}"
                                   for n, why in plan.skipped.items()]
+        self.summary.warnings += [f"the LIVE shop answers errors before this deploy: {why}; "
+                                  "a failing check after the switch cannot revert to it"
+                                  for why in plan.broken.values()]
         self.health_plan = plan
 
     # -- phase 2 ---------------------------------------------------------------------------
@@ -444,10 +447,14 @@ class Deploy:
         return self.all(one, "ship")
 
     # -- phase 3 ---------------------------------------------------------------------------
-    def upgrade_database(self, config_pending: bool, maintenance: bool = True) -> None:
+    def upgrade_database(self, config_pending: bool, maintenance: bool = True,
+                         before: magento.DbVerdict | None = None) -> None:
         """Maintenance on everywhere (live + new release), ``setup:upgrade`` on the primary.
 
         Without ``maintenance`` (blue/green) the live release keeps serving meanwhile.
+        ``before``: what Magento said before; a failed upgrade after which it says exactly
+        the same changed nothing, so the live release may go on serving (see
+        :meth:`untouched`).
         """
         s, record = self.settings, self.record
         assert record is not None
@@ -477,6 +484,8 @@ class Deploy:
                     f"connection was lost or it timed out): it may still be running. The deploy "
                     f"lock stays, maintenance stays ON, `current` still points at the old "
                     f"release.\n{exc}\n{state_report(self.hosts, s)}") from exc
+            if before is not None and self.untouched(before):
+                raise DeployError(f"{exc}\n{self.give_up_untouched(str(exc))}") from exc
             if not maintenance:
                 raise DeployError(
                     f"{exc}\nsetup:upgrade failed in blue/green mode: the database may be "
@@ -488,6 +497,32 @@ class Deploy:
                 f"cause, then deploy again (or `fab maintenance-off` once the database is sane)."
             ) from exc
         self.summary.upgrade_seconds = self.timeline.entries[-1].seconds
+
+    def untouched(self, before: magento.DbVerdict) -> bool:
+        """After a failed ``setup:upgrade``: do ``setup:db:status`` and
+        ``app:config:status`` say exactly what they said before? Then it failed before
+        changing the database (a broken patch class, a missing extension). Any doubt (the
+        question fails too) counts as changed."""
+        try:
+            with self.timeline.timed(self.primary.name, "db status"):
+                after = magento.db_status(self.primary, self.settings, self.release)
+        except (magento.MagentoError, StepFailed):
+            return False
+        return after == before
+
+    def give_up_untouched(self, why: str) -> str:
+        """The database did not move: lift this deploy's maintenance, remove the new
+        release, keep the live one serving. Says so, for the error."""
+        assert self.record is not None
+        self.record.setup_upgrade = False  # nothing to refuse a rollback over
+        stuck = self.lift_maintenance(flush_failed=set())
+        left = abandon(self.hosts, self.settings, self.record, why)
+        lifted = ("maintenance lifted" if not stuck else
+                  f"maintenance could NOT be lifted on {', '.join(stuck)}: run `fab "
+                  f"maintenance-off --hosts={','.join(stuck)}`")
+        return (f"setup:upgrade failed BEFORE changing the database (setup:db:status and "
+                f"app:config:status say what they said before): {lifted}, the live release "
+                f"serves as before; {left}. Fix the cause, then deploy again.")
 
     def lift_maintenance(self, flush_failed: set[str]) -> dict[str, BaseException]:
         """Maintenance off where a deploy set it; where OPcache could not be flushed the
@@ -572,6 +607,10 @@ class Deploy:
             return
         if not all(self.live.values()):
             problems.append(f"{failed}. NOT reverted: a host had no release before.")
+            return
+        if self.health_plan.broken:
+            problems.append(f"{failed}. NOT reverted: the previous release answered errors "
+                            f"too ({'; '.join(self.health_plan.broken.values())}).")
             return
         raise DeployError(f"{failed}\n{self.revert(failed)}")
 
@@ -852,32 +891,86 @@ def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
         if blue_green:
             d.enable_blue_green()
         if pending:
-            d.upgrade_database(verdict.config_pending, maintenance=window)
+            d.upgrade_database(verdict.config_pending, maintenance=window, before=verdict)
         switch_and_finish(d, window)
 
 
 @contextmanager
 def cron_paused(d: Deploy, pending: bool) -> Iterator[None]:
     """Around the database work: no new ``cron:run`` on any host (running ones may end,
-    up to ``DEPLOY_CRON_WAIT``), resumed when the deploy ends, however it ends. A pause
-    also expires by itself (see :mod:`tasks.cron`), should this process be killed."""
+    up to ``DEPLOY_CRON_WAIT``), from any crontab line of this shop (see :mod:`tasks.cron`).
+
+    * A line a deploy cannot pause (or a pause that fails) refuses the deploy here, before
+      maintenance: nothing was switched, the new release is removed, no flag is left.
+    * Resumed when the block ends, unless the outcome of the database work is unknown
+      (:class:`OutcomeUnknown`, :class:`Aborted`): ``setup:upgrade`` may still be running,
+      so cron stays paused and the error says until when and how to resume.
+    * A resume that fails is an error of the deploy (exit 1; the release stays live), which
+      names the host and the command to run. A pause also expires by itself.
+    """
     if not pending:
         yield
         return
     s = d.settings
-    paused = on_all(d.hosts, lambda h: cron.pause(h, s, s.cron_wait, by=f"deploy {d.release}"))
+    assert d.record is not None
+    looked = on_all(d.hosts, lambda h: cron.survey(h, s))
+    refused = [str(r) if isinstance(r, BaseException) else r.refusal()
+               for r in looked.values() if isinstance(r, BaseException) or r.blocked]
+    paused: dict = {}
+    if not refused:
+        paused = on_all(d.hosts, lambda h: cron.pause(h, s, s.cron_wait,
+                                                      by=f"deploy {d.release}"))
+        errors = failures(paused)
+        if errors:
+            on_all(d.hosts, lambda h: cron.resume(h, s))
+            refused = [f"cron pause failed on {', '.join(errors)}:\n{describe_failures(errors)}"]
+    if refused:
+        left = abandon(d.hosts, s, d.record, "cron could not be paused")
+        raise DeployError(
+            "REFUSED before maintenance: cron:run that this deploy cannot pause would keep "
+            "starting during setup:upgrade.\n" + "\n".join(refused) + f"\n{left}. Fix the "
+            "lines (then `fab doctor` shows the cron check ok) and deploy again.")
+    for report in paused.values():
+        lines = report.lines()
+        d.summary.notes += lines[:-1] if report.still_running else lines
+        if report.still_running:
+            d.summary.warnings.append(lines[-1])
+    until = {name: report.until for name, report in paused.items()}
+
+    def expiry(names: list[str]) -> str:
+        stamps = {until[n] for n in names}
+        return (next(iter(stamps)) if len(stamps) == 1
+                else ", ".join(f"{n} {until[n]}" for n in names)) + " (UTC)"
+
+    def resume_all() -> list[str]:
+        return [f"cron could not be resumed on {name} ({exc}): it stays paused there until "
+                f"{expiry([name])}, when the pause expires by itself; end it now with "
+                f"`fab cron-resume --hosts={name}`"
+                for name, exc in failures(on_all(d.hosts, lambda h: cron.resume(h, s))).items()]
+
     try:
-        raise_on_failures(paused, "cron pause")
-        for report in paused.values():
-            lines = report.lines()  # type: ignore[union-attr]
-            d.summary.notes += lines[:-1] if report.still_running else lines  # type: ignore[union-attr]
-            if report.still_running:  # type: ignore[union-attr]
-                d.summary.warnings.append(lines[-1])
         yield
-    finally:
-        for name, exc in failures(on_all(d.hosts, lambda h: cron.resume(h, s))).items():
-            d.summary.warnings.append(f"{name}: cron could not be resumed ({exc}); its pause "
-                                      "expires by itself, or run `fab cron-resume`")
+    except (OutcomeUnknown, Aborted) as exc:
+        names = [h.name for h in d.hosts]
+        kept = (f"cron stays PAUSED on {', '.join(names)} (not resumed: setup:upgrade may "
+                f"still be running). Once it is over: `fab cron-resume "
+                f"--hosts={','.join(names)}`; else the pause expires by itself at "
+                f"{expiry(names)}.")
+        if isinstance(exc, OutcomeUnknown):
+            raise OutcomeUnknown(f"{exc}\n{kept}") from exc
+        raise OutcomeUnknown(
+            f"ABORTED by a second signal during the database work or the switch: "
+            f"setup:upgrade may still be running on {d.primary.name}; the deploy lock "
+            f"stays.\n{kept}\n{state_report(d.hosts, s)}") from exc
+    except BaseException as exc:
+        problems = resume_all()
+        if problems and isinstance(exc, Exception):
+            raise DeployError(f"{exc}\nALSO:\n- " + "\n- ".join(problems)) from exc
+        raise
+    problems = resume_all()
+    if problems:
+        raise DeployError(d.summary.text() + "\nTHE RELEASE IS LIVE, BUT:\n- "
+                          + "\n- ".join(problems) + "\n" + state_report(d.hosts, s))
 
 
 def switch_and_finish(d: Deploy, pending: bool) -> None:

@@ -661,11 +661,19 @@ def check_nginx(host: Host, settings: Settings) -> list[Check]:
 
 # -- cron -------------------------------------------------------------------------------------
 
-def cron_verdict(exit_code: int, text: str, settings: Settings, user: str) -> Check:
+def cron_verdict(exit_code: int, text: str, settings: Settings, user: str,
+                 unpausable: list[tuple[str, str]] | None = None) -> Check:
     """The deploy user's crontab: ``cron:run`` must run ``current``'s code, not a release
-    (``bin/magento cron:install`` writes the physical release path)."""
+    (``bin/magento cron:install`` writes the physical release path). ``unpausable``: lines
+    running this shop's ``cron:run`` that a deploy cannot pause (:func:`cron.survey`),
+    each as (what and why, fix): a schema deploy refuses to start while there is one."""
     wanted = (f"* * * * * {settings.php} {settings.current}/bin/magento cron:run 2>&1 | grep -v "
               f"\"Ran jobs by schedule\" >> {settings.current}/var/log/magento.cron.log")
+    if unpausable:
+        more = f" (and {len(unpausable) - 1} more)" if len(unpausable) > 1 else ""
+        return Check("", "cron", ERROR, f"cron:run that a deploy cannot pause: "
+                     f"{unpausable[0][0]}{more}; a schema deploy refuses to start",
+                     unpausable[0][1])
     if exit_code == 127 or "command not found" in text:
         return Check("", "cron", SKIPPED, "crontab is not installed on the host")
     if exit_code != 0:
@@ -690,9 +698,19 @@ def cron_verdict(exit_code: int, text: str, settings: Settings, user: str) -> Ch
 
 
 def check_cron(host: Host, settings: Settings) -> Check:
+    """:func:`cron_verdict` of the deploy user's crontab, with the lines of this shop's
+    ``cron:run`` (there, in /etc/crontab or /etc/cron.d) that a deploy cannot pause."""
+    from . import cron  # (a deploy pauses cron with it; same lines, same verdict)
+
     result = host.run("crontab -l", step="doctor", warn=True, echo=False)
     user = host.output("id -un", step="doctor")
-    row = cron_verdict(result.exited, result.stdout + result.stderr, settings, user)
+    try:
+        unpausable = [(f"{line.describe()} ({line.problem})", line.fix)
+                      for line in cron.survey(host, settings).blocked]
+    except cron.CronError as exc:
+        unpausable = [(f"{exc} (a deploy cannot tell what cron runs)",
+                       "make `crontab -l` work for the deploy user")]
+    row = cron_verdict(result.exited, result.stdout + result.stderr, settings, user, unpausable)
     return Check(host.name, row.name, row.status, row.detail, row.fix)
 
 
@@ -741,6 +759,10 @@ def check_storefront(host: Host, settings: Settings) -> Check:
                      fix.splitlines()[0] if fix else "see docs/health.md")
     target = plan.targets[host.name]
     where = f"{target.url} via {target.address or 'its name'}"
+    if host.name in plan.broken:
+        return Check(host.name, "storefront", ERROR, f"the LIVE shop answers errors: "
+                     f"{plan.broken[host.name]}", "fix the shop (a deploy goes on, as it may be "
+                     "the fix, but a failing check after it cannot revert to this release)")
     if host.name in plan.skipped:
         return Check(host.name, "storefront", WARN, f"{where}: {plan.skipped[host.name]}",
                      "deploys go on, without the storefront check on this host")

@@ -401,6 +401,7 @@ class Plan:
     skipped: dict[str, str] = field(default_factory=dict)
     live: dict[str, HostHealth] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)  # the live shop answers 5xx there
 
 
 def find_targets(hosts: list[Host], primary: Host, params: HealthParams,
@@ -486,8 +487,9 @@ def hint(answer: Answer | None, host: str) -> str:
         return ("the shop sends the check elsewhere: set DEPLOY_HEALTH_HOST to the shop's "
                 "name and DEPLOY_HEALTH_BASE_URL to where this host serves it (or "
                 "DEPLOY_HEALTH_HEADERS='X-Forwarded-Proto: https' behind a TLS offloader)")
-    if answer.status >= 500 or answer.status in (403, 404):
-        return "the LIVE shop answers this now: fix it first, or check other paths"
+    if answer.status in (403, 404):
+        return ("the web server does not serve the shop there: DEPLOY_HEALTH_HOST (the "
+                "shop's name), DEPLOY_HEALTH_BASE_URL, or DEPLOY_HEALTH_PATHS")
     return (f"set DEPLOY_HEALTH_BASE_URL={host}=http(s)://ADDRESS:PORT to where this host's "
             "web server answers for the shop")
 
@@ -497,8 +499,10 @@ def prepare(hosts: list[Host], primary: Host, params: HealthParams, release_dir:
     """Before the build: find every host's target and ask the live shop on the hosts in
     ``probe_live`` (those with a live release) once. Hosts in ``maintenance`` (maintenance
     left on by the operator or a failed deploy) that answer 503 are not checked, loudly.
-    Anything else that fails raises :class:`HealthRefused` (exit 2), naming host, URL,
-    answer and fix: a check that fails on a healthy shop would revert it."""
+    A live shop that answers server errors (5xx) is broken, not the check: it is noted in
+    ``broken`` (the new release may be its fix). Anything else that fails raises
+    :class:`HealthRefused` (exit 2), naming host, URL, answer and fix: a check that fails
+    on a healthy shop would revert it."""
     targets, listening = find_targets(hosts, primary, params, release_dir)
     plan = Plan(targets)
     plan.notes += [f"[{n}] health check target: {t.note}" for n, t in targets.items() if t.note]
@@ -519,6 +523,9 @@ def prepare(hosts: list[Host], primary: Host, params: HealthParams, release_dir:
                                        "storefront is NOT checked on this host (add "
                                        f"{seen_as} to var/.maintenance.ip to have it "
                                        "checked)")
+            continue
+        if _server_errors(report):  # the check reaches the shop, which is broken now:
+            plan.broken[host.name] = report.problem()  # a release may be its fix
             continue
         bad = next((p.first_bad() for p in report.paths.values() if not p.ok), None)
         refused.append(f"{report.problem() or report.error} -> {hint(bad, host.name)}")
@@ -545,6 +552,13 @@ def _probe_following(host: Host, plan: Plan, found: Listeners | None,
         plan.notes.append(f"[{host.name}] {report.target.join(path)} redirects to "
                           f"{bad.redirect}: the check follows it ({moved.note})")
         report = probe(host, params, moved, 0.0)
+
+
+def _server_errors(report: HostHealth) -> bool:
+    """Did the live shop answer, with server errors only (5xx)? Then the check's target is
+    right and the shop is broken: refusing would block the deploy that fixes it."""
+    bad = [a for p in report.paths.values() if (a := p.first_bad())]
+    return not report.error and bool(bad) and all(a.status >= 500 for a in bad)
 
 
 def _maintenance_page(report: HostHealth) -> bool:

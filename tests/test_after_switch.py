@@ -66,13 +66,14 @@ def test_maintenance_left_by_a_failed_upgrade_is_lifted_by_the_next_deploy(rig1)
     web1 = rig1.host("web1")
     live = shop.deploy().release
     shop.commit(modules={"Shop_Catalog": "1.1.0"})
-    shop.faults(web1, {"setup:upgrade": {"exit": 1, "message": "SQLSTATE: lock wait timeout"}})
+    shop.faults(web1, {"setup:upgrade": {"exit": 1, "message": "SQLSTATE: lock wait timeout",
+                                         "when": "after"}})  # half-upgraded
     with pytest.raises(DeployError, match="HALF-UPGRADED"):
         shop.deploy()
     assert flag(shop, web1, live).read_text().startswith("set by fabric-magento-deploy: deploy")
     shop.faults(web1, {})
-    summary = shop.deploy()
-    assert summary.path == "maintenance" and summary.maintenance_seconds is not None
+    summary = shop.deploy()  # the upgrade had finished its work: nothing pending now
+    assert summary.path == "zero-downtime"
     assert "maintenance left on by deploy" in summary.text()
     assert not flag(shop, web1, summary.release).exists()
     assert not flag(shop, web1, live).exists()

@@ -129,12 +129,35 @@ def test_failed_upgrade_keeps_maintenance_on_and_says_so(one: Shop) -> None:
     web1 = one.rig.host("web1")
     live = one.deploy().release
     one.commit(modules={"Shop_Catalog": "1.1.0"})
-    one.faults(web1, {"setup:upgrade": {"exit": 1, "message": "SQLSTATE[42S01]: table exists"}})
+    one.faults(web1, {"setup:upgrade": {"exit": 1, "message": "SQLSTATE[42S01]: table exists",
+                                        "when": "after"}})  # the schema moved, then it failed
     with pytest.raises(DeployError, match="HALF-UPGRADED"):
         one.deploy()
     assert one.live(web1) == live
     assert one.release_path(web1, live, "var/.maintenance.flag").exists()
     assert not one.lock_exists(web1)
+
+
+def test_an_upgrade_failing_before_the_database_moved_lifts_maintenance(one: Shop) -> None:
+    """setup:upgrade fails at once (a patch class that does not exist): setup:db:status
+    says what it said before, so the deploy lifts its maintenance, removes the new
+    release and the live one serves on; the next deploy upgrades as usual."""
+    web1 = one.rig.host("web1")
+    live = one.deploy().release
+    one.commit(modules={"Shop_Catalog": "1.1.0"})
+    schema = {k: v for k, v in one.db_state().items() if k in ("setup_module", "patch_list")}
+    one.faults(web1, {"setup:upgrade": {"exit": 1, "message": 'Class "Shop\\Catalog\\Setup'
+                                        '\\Patch\\Data\\AddLabel" does not exist'}})
+    with pytest.raises(DeployError, match="BEFORE changing the database") as failed:
+        one.deploy()
+    message = str(failed.value)
+    assert "maintenance lifted, the live release serves as before" in message, message
+    assert one.live(web1) == live and one.releases(web1) == [live]
+    assert not one.release_path(web1, live, "var/.maintenance.flag").exists()
+    assert {k: v for k, v in one.db_state().items() if k in schema} == schema
+    assert not one.lock_exists(web1)
+    one.faults(web1, {})
+    assert one.deploy().path == "maintenance"
 
 
 def test_operator_maintenance_is_left_on(one: Shop) -> None:

@@ -212,7 +212,7 @@ PLANTED: list[tuple[Callable, str, str, str, str, str, int]] = [
     (operator_maintenance, "web2", "storefront", WARN, "maintenance is on",
      "deploys go on, without the storefront check on this host", 0),
     (storefront_500, "web1", "storefront", ERROR, "http://shop.test/: HTTP 500",
-     "the LIVE shop answers this now", 1),
+     "fix the shop", 1),
 ]
 
 

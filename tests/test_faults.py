@@ -410,8 +410,9 @@ def test_setup_upgrade_fails(fleet: Fleet) -> None:
     web1 = fleet.host("web1")
     live = fleet.live(web1)
     fleet.schema_change()
-    fleet.shop.faults(web1, {"setup:upgrade": {
-        "exit": 1, "message": "SQLSTATE[HY000]: General error: 2006 MySQL server has gone away"}})
+    fleet.shop.faults(web1, {"setup:upgrade": {  # after part of the work: half-upgraded
+        "exit": 1, "message": "SQLSTATE[HY000]: General error: 2006 MySQL server has gone away",
+        "when": "after"}})
     run = under_load(fleet, fab_into(fleet, "deploy", "--quiet"))
     assert run.rc == 1, run.out
     assert "[web1] setup:upgrade failed (exit 1)" in run.out and "gone away" in run.out

@@ -295,3 +295,25 @@ def test_a_cold_page_that_answers_on_the_second_request_is_not_reverted(
     assert "1 timed out first (a cold page)" in said, said
     assert shop.live(host) == shop.releases(host)[-1]
     assert host.inside("/srv/log/warmed").is_dir()
+
+
+def test_a_broken_live_shop_does_not_block_its_fix(rigs: list[Rig]) -> None:
+    """The live release answers 500: the check reaches the shop, so the deploy goes on
+    (it may be the fix), says so, and never reverts to the broken release."""
+    rig = production(rigs)
+    shop = Shop(rig, label="A", base_url=base(rig, "http"))
+    shop.commit(files={LABEL: BROKEN})
+    assert fab_deploy(shop, health_paths="none")[0] == 0  # a broken release went live
+    [host] = rig.hosts
+    shop.commit(files={LABEL: BROKEN + "// still broken\n"})
+    code, said = fab_deploy(shop)
+    assert code == 1, said
+    assert "the LIVE shop answers errors before this deploy" in said, said
+    assert "NOT reverted: the previous release answered errors too" in said, said
+    still = shop.live(host)
+    assert still == shop.releases(host)[-1]  # kept: nothing better to go back to
+    shop.commit(files={LABEL: "<?php\nreturn 'fixed';\n"})
+    code, said = fab_deploy(shop)
+    assert code == 0, said
+    page = host.sh(f"curl -s {host.url()}").stdout
+    assert "label=fixed" in page, page
