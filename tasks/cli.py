@@ -546,12 +546,18 @@ def run_releases(hosts: list[Host], settings: Settings, options: dict[str, Any])
     views = on_all(hosts, view)
     deploying.raise_on_failures(views, "releases")
     lives = {name: live for name, (_, _, live) in views.items()}
-    tables = {name: releases_table(*view) for name, view in views.items()}
+    def table(view: tuple) -> str:
+        present, records, live = view
+        return releases_table(present, records, live,
+                              target=rollback_target(live, records, present.mtimes))
+
+    tables = {name: table(view) for name, view in views.items()}
     def shown(view: tuple) -> tuple:  # what the table says, without per-host timings
         present, records, live = view
-        return live, present.foreign, tuple(
+        return live, present.foreign, rollback_target(live, records, present.mtimes), tuple(
             (r, getattr(records.get(r), "commit", None), getattr(records.get(r), "status", None),
-             getattr(records.get(r), "schema_changed", None)) for r in present.ordered)
+             getattr(records.get(r), "schema_changed", None),
+             getattr(records.get(r), "rejected_by", None)) for r in present.ordered)
 
     if len({shown(view) for view in views.values()}) == 1:
         say(f"releases on {', '.join(tables)}:\n{next(iter(tables.values()))}")
@@ -573,8 +579,10 @@ def _releases_collected(c: Context) -> None:
 def releases(c: Context) -> None:
     """List releases: id, commit, age, status, schema change, health, which is current.
 
-    One table when all hosts agree (also with --hosts), otherwise one per host, and a
-    loud line when hosts point `current` at different releases.
+    Status `rejected` (with when and by whom) marks a release a rollback left, `<- rollback`
+    where `fab rollback` would go. One table when all hosts agree (also with --hosts),
+    otherwise one per host, and a loud line when hosts point `current` at different
+    releases.
     """
     fleet_call(releases, c, "releases", run_releases, quiet=True)
 
@@ -591,7 +599,8 @@ def _rollback_collected(c: Context) -> None:
 
 
 @task(klass=FleetTask, post=[_rollback_collected], help={
-    "to": "release id to go back to (default: the previous live release)",
+    "to": "release id to go back to, even one a rollback rejected (default: the release "
+          "the live one replaced; never a rejected or failed one)",
     "force": "roll back even across a database change (the database is NOT rolled back)",
     "partial": "roll back only some of DEPLOY_HOSTS on purpose",
     "json": "print only the summary, as one JSON object (for CI)",
@@ -601,10 +610,14 @@ def rollback(c: Context, to: str | None = None, force: bool = False,
              partial: bool = False, json: bool = False) -> None:
     """Switch every host back to the previous live release; flush OPcache and the cache.
 
-    Refuses when a release newer than the target ran setup:upgrade (the old code would
-    meet a newer schema), naming that release; --force overrides and warns. Never goes
-    to a failed or half-built release. On several hosts it switches all or none. Called
-    from your own task, rollback(c) acts at once, like deploy(c).
+    The release it leaves is marked rejected (who, when: `fab releases` shows it) and is
+    never chosen again by a rollback, nor is a failed one (unfinished, or reverted by the
+    health check): after deploy B, rollback, deploy C, a rollback goes back to A. --to=ID
+    may name a rejected release (the summary says it was rejected), never a failed or
+    half-built one. Refuses when a release newer than the target ran setup:upgrade (the
+    old code would meet a newer schema), naming that release; --force overrides and
+    warns. On several hosts it switches all or none. Called from your own task,
+    rollback(c) acts at once, like deploy(c).
     """
     fleet_call(rollback, c, "rollback", run_rollback, to=to, force=force, partial=partial,
                json=json, quiet=json)

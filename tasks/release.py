@@ -9,7 +9,11 @@ Layout under ``DEPLOY_PATH``::
     shared/            pub/media, env.php, logs: linked into every release, never copied
     current -> releases/<id>   the only thing the web server knows about
     history/<id>.json  one record per release; survives the pruning of its folder so a
-                       rollback can still tell that a later release moved the schema
+                       rollback can still tell that a later release moved the schema. Its
+                       status: building, built, live, previous (was live), failed (never
+                       finished, or reverted by the health check), rejected (a rollback
+                       left it, with who and when): only live/previous ones are rollback
+                       targets
     repo.git/          bare mirror of DEPLOY_REPO, updated by fetch
     deploy.lock        present while a deploy, rollback or prune runs
 """
@@ -29,6 +33,9 @@ from .settings import Settings
 
 # Status of a release folder, as its record says.
 BUILDING, BUILT, LIVE, PREVIOUS, FAILED = "building", "built", "live", "previous", "failed"
+# The release a ``fab rollback`` left (Deployer's BAD_RELEASE): never chosen as a rollback
+# target again; ``fab rollback --to=<id>`` may still name it, and going live makes it good.
+REJECTED = "rejected"
 
 
 def new_release_id(now: datetime | None = None) -> str:
@@ -85,6 +92,9 @@ class ReleaseRecord:
     steps: dict[str, float] = field(default_factory=dict)
     hosts: list[str] = field(default_factory=list)
     note: str = ""
+    replaced: str = ""  # the release that was live when this one went live, if recorded
+    rejected_at: str = ""  # when a rollback left this release (status REJECTED) ...
+    rejected_by: str = ""  # ... and who ran it (user@machine)
 
     @property
     def schema_changed(self) -> bool:
@@ -112,6 +122,18 @@ def write_record(host: Host, settings: Settings, record: ReleaseRecord) -> None:
         f" && mv -f {q(tmp)} {q(path)}",
         step="record", echo=False,
     )
+
+
+def update_record(host: Host, settings: Settings, rel: str, **changes: object) -> ReleaseRecord:
+    """Change fields of ``rel``'s record (one written for a release another tool left, if
+    it has none) and write it back; returns the record as written."""
+    rec = read_records(host, settings).get(rel) or adopted_record(host, settings, rel)
+    for name, value in changes.items():
+        if name not in ReleaseRecord.__dataclass_fields__:
+            raise AttributeError(f"a release record has no field {name!r}")
+        setattr(rec, name, value)
+    write_record(host, settings, rec)
+    return rec
 
 
 def read_records(host: Host, settings: Settings) -> dict[str, ReleaseRecord]:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from .health import record_summary
 from .hosts import say
-from .release import Releases, epoch
+from .release import FAILED, REJECTED, ReleaseRecord, Releases, epoch
 
 
 @dataclass
@@ -135,16 +135,35 @@ def _age_of(when: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def releases_table(present: Releases, records: dict, live: str | None) -> str:
+def _status(rec: ReleaseRecord | None, rel: str, live: str | None, target: str | None) -> str:
+    """``live``, ``previous <- rollback`` (where ``fab rollback`` would go), ``rejected 2h ago
+    by alice@laptop`` (a rollback left it), ``failed``, ``no record``..."""
+    if rel == live:
+        return "live"
+    if rec is None:
+        return "no record"
+    status = rec.status
+    if status == REJECTED:
+        at, by = rec.rejected_at, rec.rejected_by
+        status += (f" {_age(at)} ago" if at else "") + (f" by {by}" if by else "")
+    return status + (" <- rollback" if rel == target else "")
+
+
+def releases_table(present: Releases, records: dict, live: str | None,
+                   target: str | None = None) -> str:
     """A text table of the releases on a host, newest deploy first (records of pruned ones
-    left out), then the folders in ``releases/`` that are not releases."""
+    left out), then the folders in ``releases/`` that are not releases.
+
+    ``target``: where ``fab rollback`` would go, marked ``<- rollback``. Rejected releases
+    (a rollback left them) show when and by whom; they and failed ones are never chosen.
+    """
     rows = [("", "release", "commit", "age", "status", "schema", "health")]
     for rel in reversed(present.ordered):
         rec = records.get(rel)
         rows.append((
             "*" if rel == live else "", rel, rec.commit[:10] if rec and rec.commit else "?",
             _age(rec.started) if rec else _age_of(present.mtimes.get(rel)),
-            ("live" if rel == live else rec.status) if rec else "no record",
+            _status(rec, rel, live, target),
             ("CHANGED" if rec.schema_changed else "-") if rec else "?",
             record_summary(rec.health) if rec else "",
         ))
@@ -154,6 +173,11 @@ def releases_table(present: Releases, records: dict, live: str | None) -> str:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         table = "\n".join("  ".join(col.ljust(w) for col, w in zip(row, widths, strict=True))
                           .rstrip() for row in rows)
+    skipped = [r for r in present.ordered if r != live and r in records
+               and records[r].status in (REJECTED, FAILED)]
+    if skipped:
+        table += ("\nrejected and failed releases are never a rollback target; "
+                  "`fab rollback --to=ID` may still name a rejected one")
     if present.foreign:
         table += ("\nnot releases (no app/etc, no record; never pruned): "
                   + ", ".join(present.foreign))
