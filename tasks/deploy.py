@@ -639,7 +639,8 @@ class Deploy:
                                              f"{hint}" if stuck else ""))[:2000]
 
         def one(host: Host) -> None:
-            here = replace(record, status=LIVE if host.name in stuck else FAILED)
+            here = replace(record, status=LIVE if host.name in stuck else FAILED,
+                           replaced=old[host.name] or "")
             release.write_record(host, s, here)
             if host.name in stuck:
                 mark(host, s, old[host.name], PREVIOUS)  # type: ignore[arg-type]
@@ -674,9 +675,9 @@ class Deploy:
         record.note = "\n".join(problems)[:2000]
 
         def one(host: Host) -> None:
-            record.steps = self.timeline.by_step(host.name)
-            release.write_record(host, s, record)
             old = self.live[host.name]
+            release.write_record(host, s, replace(record, steps=self.timeline.by_step(
+                host.name), replaced=(old or "") if old != self.release else ""))
             if old and old != self.release:
                 mark(host, s, old, PREVIOUS)
             return prune(host, s, protect={self.release, old or ""})
