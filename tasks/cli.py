@@ -516,14 +516,19 @@ def stage(c: Context, name: str) -> None:
 def config(c: Context) -> None:
     """Print every DEPLOY_* setting and where it came from; credentials masked.
 
+    Masked: the credentials of any URL in any value, and the values of the variables
+    named in DEPLOY_SECRETS (a name set nowhere is warned about).
+
     Sources: default, .env, .env.STAGE, environment (the later wins), as the next task
     would read them; then whether they are valid.
     """
-    found = sources()
+    found = sources()  # registers every credential, so the values below are masked
     width = max(len(key) for key in found)
     for key, (value, origin) in found.items():
         say(f"{key:<{width}}  {redact(value)!r:<40}  {origin}")
     load(require_repo=False)  # and say what is wrong, if anything
+    for problem in settings_module.unmasked_secrets():
+        say(f"WARNING: DEPLOY_SECRETS: {problem}")
     say("settings are valid")
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .hosts import Host, failures, on_all, q
+from .redact import redact
 from .settings import HOOK_POINTS as POINTS
 from .settings import Settings
 
@@ -51,7 +52,13 @@ _registered: dict[str, list[Hook]] = {point: [] for point in POINTS}
 
 
 class HookFailed(RuntimeError):
-    """A hook failed; the message names the point, the host and the output."""
+    """A hook failed; the message names the point, the host, the command and the output,
+    with every credential masked (a hook's ``curl https://user:TOKEN@...``, the value of
+    a variable named in ``DEPLOY_SECRETS``): it is printed, and written to the failed
+    release's record on every host."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 def hook(point: str) -> Callable[[Hook], Hook]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .redact import register, secret
+from .redact import MIN_LENGTH, redact, register, register_urls, secret
 
 OPCACHE_STRATEGIES = ("auto", "fcgi", "url", "command", "none")
 HOST_KEY_MODES = ("strict", "accept-new", "off")
@@ -79,12 +79,17 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_CONSUMERS_COMMAND": "",
     "DEPLOY_CONSUMERS_STOP_OLD": "",
     "DEPLOY_BUILD_DIR": "",
+    "DEPLOY_SECRETS": "",
     **{f"DEPLOY_HOOK_{point.upper()}": "" for point in HOOK_POINTS},
 }
 
 
 class SettingsError(ValueError):
-    """A setting has a value we refuse; the message names the key and the value."""
+    """A setting has a value we refuse; the message names the key and the value, with
+    every registered credential masked (the value may be a URL with a token in it)."""
+
+    def __init__(self, *args: object):
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class Settings:
     consumers_command: str = ""  # run in current on every host after the switch
     consumers_stop_old: bool = False  # SIGTERM consumers on an old release that ignore the pill
     hooks: Mapping[str, str] = field(default_factory=dict)  # point -> DEPLOY_HOOK_* command
+    secrets: tuple[str, ...] = ()  # DEPLOY_SECRETS: variables whose values are masked
 
     # Paths derived from deploy_path: one definition of the layout.
     @property
@@ -169,7 +175,16 @@ class Settings:
         return f"{self.releases_dir}/{release}"
 
     def __post_init__(self) -> None:
-        register(self.repo)  # its credentials are masked in everything printed or stored
+        """Credentials in any URL of any value are masked in everything printed or stored
+        (:func:`load` registered them already; this covers settings built by hand)."""
+        register(self.repo)
+        secret(self.health_auth.partition(":")[2])
+        for value in vars(self).values():
+            items = value.values() if isinstance(value, Mapping) else (
+                value if isinstance(value, tuple) else (value,))
+            for item in items:
+                if isinstance(item, str):
+                    register_urls(item)
 
 
 def split_list(value: str) -> tuple[str, ...]:
@@ -199,8 +214,17 @@ def sources(environ: Mapping[str, str] | None = None,
 
     ``dotenv_values`` reads the file only; ``load_dotenv`` would leak every value into
     every subprocess we start, and ``find_dotenv`` would look next to the installed
-    library instead of the user's project.
+    library instead of the user's project. Every credential found is registered for
+    masking (:func:`_mask`) before this returns.
     """
+    found, places = _read(environ, cwd)
+    _mask(found, places)  # from here on, even if a value is refused later
+    return found
+
+
+def _read(environ: Mapping[str, str] | None,
+          cwd: str | Path | None) -> tuple[dict[str, tuple[str, str]], list[Mapping]]:
+    """The settings with their origins, and every place read (environment, each file)."""
     environ = os.environ if environ is None else environ
     folder = project_dir(cwd)
     stage = selected_stage or environ.get("DEPLOY_STAGE", "").strip()
@@ -210,16 +234,60 @@ def sources(environ: Mapping[str, str] | None = None,
             raise SettingsError(f"DEPLOY_STAGE={stage!r}: no file .env.{stage} in {folder}")
         files.append(folder / f".env.{stage}")
     found = {key: (value, "default") for key, value in DEFAULTS.items()}
-    for path in files:
-        values = dotenv_values(path) if path.is_file() else {}
+    read = [dotenv_values(path) if path.is_file() else {} for path in files]
+    for path, values in zip(files, read, strict=True):
         for key in DEFAULTS:
             if values.get(key) is not None:
                 found[key] = (values[key] or "", str(path))
     for key in DEFAULTS:
         if key in environ:
             found[key] = (environ[key], "environment")
-    register(found["DEPLOY_REPO"][0])  # masked from here on, even if it is refused later
-    return found
+    return found, [environ, *read]
+
+
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _mask(found: dict[str, tuple[str, str]], places: list[Mapping]) -> None:
+    """Register what must never be printed: the credentials of every URL in every value
+    (``DEPLOY_REPO``, a hook's ``curl https://user:TOKEN@...``), ``DEPLOY_HEALTH_AUTH``'s
+    password, and the values of the variables ``DEPLOY_SECRETS`` names."""
+    for value, _ in found.values():
+        register_urls(value)
+    register(found["DEPLOY_REPO"][0])
+    secret(found["DEPLOY_HEALTH_AUTH"][0].strip().partition(":")[2])
+    for values in secret_values(found["DEPLOY_SECRETS"][0], places).values():
+        for value in values:
+            secret(value)
+
+
+def secret_values(names: str, places: list[Mapping]) -> dict[str, list[str]]:
+    """Each entry of ``DEPLOY_SECRETS`` -> its values in the environment and every
+    ``.env`` file read (any variable, a setting too); ``[]``: set nowhere.
+
+    An entry that is not a variable name is itself treated as a secret: it is most likely
+    a value given where its name belongs (``DEPLOY_SECRETS=$SLACK_TOKEN``); :func:`load`
+    refuses it.
+    """
+    return {name: [str(place[name]) for place in places if place.get(name) is not None]
+            if SECRET_NAME.fullmatch(name) else [name] for name in split_list(names)}
+
+
+def unmasked_secrets(environ: Mapping[str, str] | None = None,
+                     cwd: str | Path | None = None) -> list[str]:
+    """What ``fab config`` warns about: names in ``DEPLOY_SECRETS`` set nowhere (a typo
+    leaves the real variable unmasked) or whose value is too short to be masked."""
+    found, places = _read(environ, cwd)
+    problems = []
+    for name, values in secret_values(found["DEPLOY_SECRETS"][0], places).items():
+        if not SECRET_NAME.fullmatch(name):
+            continue  # load() refuses it
+        if not values:
+            problems.append(f"{name} is set neither in the environment nor in a .env file: "
+                            "nothing to mask")
+        elif any(0 < len(value) < MIN_LENGTH for value in values):
+            problems.append(f"{name} is shorter than {MIN_LENGTH} characters: never masked")
+    return problems
 
 
 def read_raw(environ: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> dict:
@@ -337,6 +405,7 @@ def load(
     ``require_repo`` is False for tasks that never fetch code (``releases``, ``rollback``).
     """
     raw = read_raw(environ, cwd)
+    secrets = _secret_names(raw)
     repo = raw["DEPLOY_REPO"].strip()
     if require_repo and not repo:
         raise SettingsError("DEPLOY_REPO is not set: give the git URL or path of the shop")
@@ -388,7 +457,22 @@ def load(
         consumers_stop_old=_choice(raw, "DEPLOY_CONSUMERS_STOP_OLD", ("0", "1")) == "1",
         hooks={p: raw[f"DEPLOY_HOOK_{p.upper()}"].strip() for p in HOOK_POINTS
                if raw[f"DEPLOY_HOOK_{p.upper()}"].strip()},
+        secrets=secrets,
     )
+
+
+def _secret_names(raw: dict) -> tuple[str, ...]:
+    """``DEPLOY_SECRETS``: names of variables (``SLACK_TOKEN``), never values. A refused
+    entry is not shown: it may be the secret itself (``DEPLOY_SECRETS=$SLACK_TOKEN``)."""
+    names = split_list(raw["DEPLOY_SECRETS"])
+    for n, name in enumerate(names, 1):
+        if not SECRET_NAME.fullmatch(name):
+            raise SettingsError(
+                f"DEPLOY_SECRETS: entry {n} of {len(names)} is not a variable name (letters, "
+                "digits and _, not starting with a digit); it is not shown in case it is a "
+                "secret itself. Give the NAMES of the environment or .env variables whose "
+                "values must be masked, e.g. DEPLOY_SECRETS=\"SLACK_TOKEN CI_HOOK_TOKEN\"")
+    return names
 
 
 def _health(raw: dict, hosts: tuple[str, ...]) -> dict:
