@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from . import (
     bluegreen,
     build,
+    configphp,
     consumers,
     cron,
     health,
@@ -497,6 +498,26 @@ class Deploy:
                 f"cause, then deploy again (or `fab maintenance-off` once the database is sane)."
             ) from exc
         self.summary.upgrade_seconds = self.timeline.entries[-1].seconds
+        try:
+            with self.timeline.timed(self.primary.name, "config.php"):
+                changed = configphp.spread(self.hosts, self.primary, s, self.release)
+        except (configphp.ConfigPhpError, StepFailed) as exc:
+            raise DeployError(
+                f"{exc}\nthe database WAS upgraded, but the hosts' new releases do not have the "
+                f"same app/etc/config.php, so nobody switched (maintenance stays on where it "
+                f"was set). Copy {self.settings.release_dir(self.release)}/app/etc/config.php "
+                f"from {self.primary.name} to the others, then `fab switch-symlink`, "
+                "`fab flush-opcache`, `fab maintenance-off`") from exc
+        if changed:
+            self.summary.warnings.append(changed)
+
+    def check_config_php(self) -> None:
+        """Before the database moves: modules the code registers that ``config.php`` does
+        not list stop the deploy here (see :mod:`tasks.configphp`), nothing changed."""
+        with self.timeline.timed(self.primary.name, "config.php"):
+            missing = configphp.unlisted(self.primary, self.settings, self.release)
+        if missing:
+            raise configphp.ConfigPhpError(configphp.refusal(missing, self.primary.name))
 
     def untouched(self, before: magento.DbVerdict) -> bool:
         """After a failed ``setup:upgrade``: do ``setup:db:status`` and
@@ -860,6 +881,8 @@ def run_deploy(d: Deploy) -> None:
                 d.hook("before_database")
                 with d.timeline.timed(d.primary.name, "db status"):
                     verdict = magento.db_status(d.primary, settings, rel)
+                if verdict.pending and settings.config_php == "check":
+                    d.check_config_php()
             except BaseException as exc:
                 left = abandon(hosts, settings, d.record, str(exc))
                 if isinstance(exc, (magento.MagentoError, KeyboardInterrupt)):

@@ -66,6 +66,7 @@ DEFAULTS: dict[str, str] = {
     "DEPLOY_BUILD": "each",
     "DEPLOY_CRON_WAIT": "60",
     "DEPLOY_UPGRADE_MODE": "maintenance",
+    "DEPLOY_CONFIG_PHP": "check",
     "DEPLOY_VERIFY_PATH": "pub/health_check.php",
     "DEPLOY_HEALTH_PATHS": "/ /health_check.php",
     "DEPLOY_HEALTH_BASE_URL": "",
@@ -128,6 +129,7 @@ class Settings:
     build_dir: str = ""  # the builder's folder for DEPLOY_BUILD=local ("" = under ~/.cache)
     cron_wait: int = 60  # seconds a schema deploy waits for running cron:run to finish
     upgrade_mode: str = "maintenance"  # or "blue-green" (Magento 2.4.4+, see bluegreen.py)
+    config_php: str = "check"  # or "sync": modules config.php lacks (see configphp.py)
     verify_path: str = "pub/health_check.php"  # run by each host's PHP-FPM before the switch
     # ("" = DEPLOY_VERIFY_PATH=none: no FastCGI request, the other checks still run)
     # After the switch (tasks/health.py): () = no check.
@@ -451,6 +453,7 @@ def load(
         build_dir=_build_dir(raw),
         cron_wait=_positive_int(raw, "DEPLOY_CRON_WAIT", minimum=0),  # type: ignore[arg-type]
         upgrade_mode=upgrade_mode(raw["DEPLOY_UPGRADE_MODE"]),
+        config_php=_choice(raw, "DEPLOY_CONFIG_PHP", ("check", "sync")) or "check",
         verify_path=_verify_path(raw),
         **_health(raw, hosts),
         consumers_command=raw["DEPLOY_CONSUMERS_COMMAND"].strip(),
