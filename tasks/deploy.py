@@ -40,6 +40,7 @@ from . import (
 from .hooks import Hook, HookContext, HookFailed, Hooks
 from .hosts import LOCAL, Host, StepFailed, distinct, failures, on_all, q, say
 from .plan import Step, render
+from .redact import redact
 from .release import FAILED, LIVE, PREVIOUS, ReleaseRecord
 from .report import Summary, Timeline
 from .settings import Settings, SettingsError, check_ref
@@ -249,7 +250,7 @@ def abandon(hosts: list[Host], settings: Settings, record: ReleaseRecord, why: s
     not be cleaned up (unreachable) and what to run for them.
     """
     path = settings.release_dir(record.id)
-    record.status, record.note, record.finished = FAILED, why[:2000], release.utc_now()
+    record.status, record.note, record.finished = FAILED, redact(why)[:2000], release.utc_now()
 
     def one(host: Host) -> None:
         host.run(  # processes whose working directory is inside the release (a build we left)
@@ -477,7 +478,7 @@ class Deploy:
             with self.timeline.timed(self.primary.name, "setup:upgrade"):
                 magento.upgrade(self.primary, s, self.release)
         except StepFailed as exc:
-            record.status, record.note = FAILED, str(exc)[:2000]
+            record.status, record.note = FAILED, redact(str(exc))[:2000]
             self.write_records()
             if exc.exit_code is None or exc.timed_out:
                 raise OutcomeUnknown(
@@ -656,8 +657,8 @@ class Deploy:
         hint = ", ".join(f"{n}: fab switch-symlink --release={old[n]} --hosts={n}, then fab "
                          f"flush-opcache --hosts={n}" for n in stuck)
         record.finished = release.utc_now()
-        record.note = (f"reverted: {why}" + (f"\nstill serving it (could not switch back): "
-                                             f"{hint}" if stuck else ""))[:2000]
+        record.note = redact(f"reverted: {why}" + (f"\nstill serving it (could not switch "
+                                                   f"back): {hint}" if stuck else ""))[:2000]
 
         def one(host: Host) -> None:
             here = replace(record, status=LIVE if host.name in stuck else FAILED,
@@ -693,7 +694,7 @@ class Deploy:
         self.check_health(problems)  # first: a broken release is reverted before more runs
         self.restart_consumers(problems)  # after the window: it never lengthens it
         record.status, record.finished = LIVE, release.utc_now()
-        record.note = "\n".join(problems)[:2000]
+        record.note = redact("\n".join(problems))[:2000]  # masked whole, then cut
 
         def one(host: Host) -> None:
             old = self.live[host.name]

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .hosts import Host, StepFailed, q
+from .redact import redact
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class OpcacheError(RuntimeError):
         text = f"[{host}] OPcache flush ({strategy}{where}): {problem}"
         if answer.strip():
             text += "\n" + "\n".join(f"  | {line}" for line in answer.strip().splitlines()[-12:])
-        super().__init__(text)
+        super().__init__(redact(text))  # the URL or command may carry a token
 
 
 def _size(n: int) -> str:
