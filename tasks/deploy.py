@@ -942,6 +942,8 @@ def cron_paused(d: Deploy, pending: bool) -> Iterator[None]:
     refused = [str(r) if isinstance(r, BaseException) else r.refusal()
                for r in looked.values() if isinstance(r, BaseException) or r.blocked]
     paused: dict = {}
+    why = ("cron:run that this deploy cannot pause would keep starting during setup:upgrade",
+           "Fix the lines (`fab doctor` then rates cron ok) and deploy again.")
     if not refused:
         paused = on_all(d.hosts, lambda h: cron.pause(h, s, s.cron_wait,
                                                       by=f"deploy {d.release}"))
@@ -949,12 +951,11 @@ def cron_paused(d: Deploy, pending: bool) -> Iterator[None]:
         if errors:
             on_all(d.hosts, lambda h: cron.resume(h, s))
             refused = [f"cron pause failed on {', '.join(errors)}:\n{describe_failures(errors)}"]
+            why = ("cron could not be paused", "Fix the cause and deploy again.")
     if refused:
         left = abandon(d.hosts, s, d.record, "cron could not be paused")
-        raise DeployError(
-            "REFUSED before maintenance: cron:run that this deploy cannot pause would keep "
-            "starting during setup:upgrade.\n" + "\n".join(refused) + f"\n{left}. Fix the "
-            "lines (then `fab doctor` shows the cron check ok) and deploy again.")
+        raise DeployError(f"REFUSED before maintenance: {why[0]}.\n" + "\n".join(refused)
+                          + f"\n{left}. {why[1]}")
     for report in paused.values():
         lines = report.lines()
         d.summary.notes += lines[:-1] if report.still_running else lines

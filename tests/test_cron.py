@@ -1,4 +1,6 @@
-"""tasks/cron.py on real hosts: our crontab block, Magento's pinned block replaced, the pause.
+"""tasks/cron.py on real hosts: our crontab block, Magento's pinned block replaced, the pause
+(which guards every other line of this shop's cron:run first, and refuses a line it cannot
+pause); which crontab lines are this shop's (pure).
 
 Each host gets its own crontab spool (a bind mount inside its mount namespace), as on a
 real cluster where every machine has its own ``/var/spool/cron``; the hosts share the
@@ -15,6 +17,7 @@ import pytest
 from scenario import Shop, eventually, running
 
 from fabric_magento_deploy import cron
+from fabric_magento_deploy.settings import Settings
 
 pytestmark = pytest.mark.real_hosts()
 SPOOL = "/var/spool/cron/crontabs"
@@ -173,3 +176,151 @@ def test_the_cron_tasks_from_the_command_line(deployed: Shop) -> None:
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "DEPLOY_PHP" in refused.stderr and "'%'" in refused.stderr
     assert crontab(shop, host) == text
+
+
+# --------------------------------------------------------------------------- every line
+
+
+SHOP = Settings(deploy_path="/srv/shop")
+GUARD = cron.guard(SHOP)
+OURS = cron.cron_line(SHOP, "/usr/bin/php")
+
+
+@pytest.mark.parametrize(("crontab_text", "expected"), [
+    # what each line of a crontab is to this shop: (dirs, guarded, problem?) or skipped
+    ("* * * * * php /srv/shop/current/bin/magento cron:run", (("/srv/shop/current",), False, "")),
+    ("* * * * * /usr/bin/php /srv/shop/releases/7/bin/magento cron:run 2>&1 | grep -v x",
+     (("/srv/shop/releases/7",), False, "")),
+    ("*/5 * * * * cd /srv/shop/current && php bin/magento cron:run; echo done",
+     (("/srv/shop/current",), False, "")),
+    ("HOME=/srv/shop/current\n* * * * * php bin/magento cron:run", (("/srv/shop/current",),
+                                                                   False, "")),
+    ("* * * * * cd ~/../../srv/shop/current && php ./bin/magento cron:run",
+     (("/srv/shop/current",), False, "")),
+    ("* * * * * sh -c 'cd /srv/shop/current && php bin/magento cron:run'",
+     (("/srv/shop/current",), False, "")),
+    ("@hourly php '/srv/shop/current/bin/magento' 'cron:run' %stdin; rm -rf /",
+     (("/srv/shop/current",), False, "")),
+    ("* * * * * php /var/www/shop/bin/magento cron:run", (("/var/www/shop",), False, "")),
+    (OURS, (("/srv/shop/current",), True, "")),
+    (f"* * * * * {GUARD}php /srv/shop/current/bin/magento cron:run; x", (("/srv/shop/current",),
+                                                                         True, "")),
+    # the documented `test || command` form guards only one command
+    (f"* * * * * {cron.paused_test(SHOP)} || php /srv/shop/current/bin/magento cron:run; x",
+     (("/srv/shop/current",), False, "")),
+    ("* * * * * php $SHOP/bin/magento cron:run", ((), False, "cannot be told")),
+    ("* * * * * php bin/magento cron:run", ((), False, "")),  # in HOME: another shop
+    ("* * * * * php /srv/shop/releases/*/bin/magento cron:run", ((), False, "cannot be told")),
+    ("* * * * * php \"/srv/shop/current/bin/magento cron:run", ((), False, "cannot be told")),
+    ("SHELL=/bin/csh\n* * * * * php /srv/shop/current/bin/magento cron:run",
+     (("/srv/shop/current",), False, "SHELL=/bin/csh")),
+    ("SHELL=/bin/bash\n* * * * * php /srv/shop/current/bin/magento cron:run",
+     (("/srv/shop/current",), False, "")),
+    ("* * * * * php /srv/shop2/current/bin/magento cron:run", None),
+    ("* * * * * cd /srv/other && php bin/magento cron:run", None),
+    ("* * * * * n98-magerun2 --root-dir=/srv/shop/current sys:cron:run indexer", None),
+    ("# * * * * * php /srv/shop/current/bin/magento cron:run", None),
+    ("0 3 * * * /srv/shop/current/bin/magento indexer:reindex", None),
+])
+def test_which_crontab_lines_are_this_shops(crontab_text: str, expected: tuple | None) -> None:
+    found = cron.classify(crontab_text + "\n", SHOP, home="/home/deployer", real="/srv/shop",
+                          resolved={"/var/www/shop": "/srv/shop/releases/9"})
+    if expected is None:
+        assert found == []
+        return
+    dirs, is_guarded, problem = expected
+    if crontab_text == "* * * * * php bin/magento cron:run":  # /home/deployer: not ours
+        assert found == []
+        return
+    [line] = found
+    assert line.text == crontab_text.split("\n")[-1] and line.where == "crontab"
+    assert (line.dirs, line.guarded) == (dirs, is_guarded)
+    assert (problem in line.problem) if problem else line.problem == "", line.problem
+
+
+def test_system_crontab_lines_of_this_shop_cannot_be_paused_unless_guarded() -> None:
+    text = ("SHELL=/bin/sh\n"
+            "* * * * * www-data php /srv/shop/current/bin/magento cron:run\n"
+            f"* * * * * www-data {GUARD}php /srv/shop/current/bin/magento cron:run\n"
+            "* * * * * www-data php /srv/other/current/bin/magento cron:run\n"
+            "* * * * * www-data php bin/magento cron:run\n")
+    found = cron.classify(text, SHOP, home="/home/deployer", where="/etc/cron.d/magento")
+    assert [(ln.number, ln.guarded, bool(ln.problem)) for ln in found] == [
+        (2, False, True), (3, True, False), (5, False, True)]
+    assert "which the deploy user cannot edit" in found[0].problem
+    assert "cannot be told" in found[2].problem  # no HOME known for www-data: no guess
+    assert found[0].fix.startswith("remove it from /etc/cron.d/magento (as root) and run "
+                                   "`fab cron-install`")
+
+
+def test_the_guard_changes_only_this_shops_lines_byte_for_byte() -> None:
+    text = ("MAILTO=\"\"\r\n"  # a CR stays where it is
+            "* * * * * php /srv/shop/current/bin/magento cron:run %a%b\\%c\n"
+            "\n# comment\n"
+            "  */2  *  *  *  *   php /srv/other/current/bin/magento cron:run\n"
+            "@daily   cd /srv/shop/current && bin/magento cron:run")  # no final newline
+    lines = cron.classify(text, SHOP, home="/home/deployer")
+    assert [ln.number for ln in lines] == [2, 6]
+    assert cron.guarded_crontab(text, lines, SHOP) == (
+        "MAILTO=\"\"\r\n"
+        f"* * * * * {GUARD}php /srv/shop/current/bin/magento cron:run %a%b\\%c\n"
+        "\n# comment\n"
+        "  */2  *  *  *  *   php /srv/other/current/bin/magento cron:run\n"
+        f"@daily   {GUARD}cd /srv/shop/current && bin/magento cron:run\n")
+    again = cron.classify(cron.guarded_crontab(text, lines, SHOP), SHOP, home="/home/deployer")
+    assert [ln.guarded for ln in again] == [True, True]
+
+
+def test_pause_guards_this_shops_lines_and_install_says_what_it_cannot_pause(
+        deployed: Shop) -> None:
+    """On a host: a plain line on current and one through a symlink get the guard (the
+    other shop's line is left byte for byte); while paused none starts cron:run; the guard
+    stays after resume and changes nothing then. `cron.install` guards too and names a
+    line it cannot pause; `pause` refuses it before touching anything."""
+    shop, host = deployed, deployed.rig.hosts[0]
+    [h] = shop.hosts()
+    settings = shop.settings()
+    host.sh("ln -sfn /srv/shop/current /srv/www && chown -h deployer: /srv/www")
+    plain = "* * * * * php /srv/shop/current/bin/magento cron:run >/dev/null 2>&1"
+    linked = "*/1 * * * * php /srv/www/bin/magento cron:run >/dev/null 2>&1"
+    other = "* * * * * php /srv/other/current/bin/magento cron:run >/dev/null 2>&1"
+    text = f"MAILTO=\"\"\n{plain}\n{other}\n{linked}\n"
+    host.sh("crontab -", user=shop.rig.user, input=text)
+
+    report = cron.pause(h, settings, wait_seconds=0)
+    head = len("* * * * * ")
+    guarded = (f"MAILTO=\"\"\n{plain[:head]}{cron.guard(settings)}{plain[head:]}\n{other}\n"
+               f"{linked[:head + 2]}{cron.guard(settings)}{linked[head + 2:]}\n")
+    assert crontab(shop, host) == guarded
+    assert report.guarded == [plain, linked] and report.covered == 2
+    assert any("crontab: guarded" in line for line in report.lines())
+
+    def run_ours() -> int:
+        before = len(cron_runs(shop, host))
+        for line in crontab(shop, host).splitlines()[1:]:
+            if "/srv/other" not in line:
+                host.sh(f"sh -c {shlex.quote(line.split(None, 5)[5])}", user=shop.rig.user,
+                        check=False)
+        return len(cron_runs(shop, host)) - before
+
+    assert run_ours() == 0
+    cron.resume(h, settings)
+    assert crontab(shop, host) == guarded and run_ours() == 2
+    again = cron.pause(h, settings, wait_seconds=0)  # nothing left to guard: not rewritten
+    assert again.guarded == [] and crontab(shop, host) == guarded
+    cron.resume(h, settings)
+
+    host.sh("crontab -", user=shop.rig.user,
+            input=text + "SHOP=/srv/shop/current\n* * * * * php $SHOP/bin/magento cron:run\n")
+    installed = cron.install(h, settings)
+    assert any(n.startswith("a deploy cannot pause crontab line 6: * * * * * php $SHOP/bin/"
+                            "magento cron:run: it runs cron:run, but which shop's") for n in
+               installed.notes), installed.notes
+    assert any(n.startswith("crontab line 2: " + plain) and "guarded" in n
+               for n in installed.notes), installed.notes
+    before = crontab(shop, host)
+    assert f"\n{other}\n" in before
+    with pytest.raises(cron.CronError, match=r"cron:run that a deploy cannot pause; cron is NOT "
+                                             r"paused:\n\[web1\] crontab line 6"):
+        cron.pause(h, settings, wait_seconds=0)
+    assert crontab(shop, host) == before and cron.pause_state(h, settings) == ""
