@@ -298,6 +298,12 @@ def plan_prune(
 
 
 def remove_release_cmd(settings: Settings, release: str) -> str:
-    """Delete a release folder even when ``generated/`` holds read-only files."""
-    path = settings.release_dir(release)
-    return f"chmod -R u+w {q(path)} 2>/dev/null; rm -rf {q(path)}"
+    """Delete a release folder even when it holds read-only directories.
+
+    Only directories are made writable (removing an entry needs a writable directory,
+    never a writable file): a release shipped with ``rsync --link-dest`` shares its files'
+    inodes with other releases, and changing a file's mode here would change it there.
+    Directories are never shared."""
+    path = q(settings.release_dir(release))
+    return (f"find {path} -type d ! -perm -u=w -exec chmod u+w {{}} + 2>/dev/null; "
+            f"rm -rf {path}")

@@ -66,3 +66,25 @@ def test_config_without_scopes_is_refused_before_building(shop: Shop) -> None:
     assert "bin/magento app:config:dump scopes themes i18n" in str(failed.value)
     for host in shop.rig.hosts:
         assert shop.live(host) is None and shop.releases(host) == []
+
+
+def test_pruning_a_shipped_release_never_changes_a_file_the_live_ones_share(
+        shop: Shop) -> None:
+    """Shipped releases share unchanged files (one inode) with the release before. The
+    one pruned must go without changing a mode: a `chmod -R u+w` over it would make the
+    previous release's read-only file writable too."""
+    settings = {**local(shop), "keep_releases": "2"}
+    first = shop.deploy(**settings).release
+    shop.commit(label="v2")
+    second = shop.deploy(**settings).release
+    same = "app/code/Shop/Checkout/Model/Cart.php"
+    for host in shop.rig.hosts:  # one inode in both; read-only, as some vendor files are
+        host.sh(f"chmod 0444 /srv/shop/releases/{second}/{same}", user="deployer")
+        assert (shop.release_path(host, first, same).stat().st_ino
+                == shop.release_path(host, second, same).stat().st_ino)
+    shop.commit(label="v3")
+    third = shop.deploy(**settings).release
+    for host in shop.rig.hosts:
+        assert shop.releases(host) == [second, third], "the first was pruned"
+        mode = shop.release_path(host, second, same).stat().st_mode & 0o777
+        assert mode == 0o444, f"{host.name}: {oct(mode)}: pruning changed a shared file"
