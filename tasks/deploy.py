@@ -900,10 +900,15 @@ def run_deploy(d: Deploy) -> None:
                         f"signal {got[0]} came during the database work or the switch: the "
                         "deploy was finished first (stopping half-way would break the shop)")
             except Aborted as exc:
-                raise OutcomeUnknown(
-                    f"ABORTED by a second signal during the database work or the switch: "
-                    f"setup:upgrade may still be running on {d.primary.name}; the deploy lock "
-                    f"stays.\n{state_report(hosts, settings)}") from exc
+                raise aborted(d) from exc
+
+
+def aborted(d: Deploy, kept: str = "") -> OutcomeUnknown:
+    """The error for a second signal during the database work or the switch."""
+    return OutcomeUnknown(
+        f"ABORTED by a second signal during the database work or the switch: setup:upgrade "
+        f"may still be running on {d.primary.name}; the deploy lock stays.\n"
+        + (f"{kept}\n" if kept else "") + state_report(d.hosts, d.settings))
 
 
 def go_live(d: Deploy, verdict: magento.DbVerdict) -> None:
@@ -984,10 +989,7 @@ def cron_paused(d: Deploy, pending: bool) -> Iterator[None]:
                 f"{expiry(names)}.")
         if isinstance(exc, OutcomeUnknown):
             raise OutcomeUnknown(f"{exc}\n{kept}") from exc
-        raise OutcomeUnknown(
-            f"ABORTED by a second signal during the database work or the switch: "
-            f"setup:upgrade may still be running on {d.primary.name}; the deploy lock "
-            f"stays.\n{kept}\n{state_report(d.hosts, s)}") from exc
+        raise aborted(d, kept) from exc
     except BaseException as exc:
         problems = resume_all()
         if problems and isinstance(exc, Exception):
