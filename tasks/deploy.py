@@ -349,6 +349,7 @@ class Deploy:
             live = release.live_release(host, s)
             if s.upgrade_mode == "blue-green":
                 bluegreen.env_php(s)
+                bluegreen.check(host, s)  # an env.php it cannot edit: refused before the build
                 if live:  # the code that must keep serving while the database moves
                     bluegreen.check_version(host, s, live)
             return live, opcache.choose(host, s), magento.maintenance_owner(host, s, live)

@@ -431,7 +431,7 @@ def test_a_blue_green_deploy_flips_one_token_of_a_production_env_php(rig1, www_d
     assert shop.commands(web1).count("setup:upgrade") == 1
 
 
-def test_a_deploy_whose_env_php_cannot_be_edited_stops_before_the_database(rig1) -> None:
+def test_a_deploy_whose_env_php_cannot_be_edited_stops_before_the_build(rig1) -> None:
     shop = Shop(rig1)
     web1 = rig1.hosts[0]
     file = web1.inside(ENV_PHP)
@@ -449,7 +449,7 @@ def test_a_deploy_whose_env_php_cannot_be_edited_stops_before_the_database(rig1)
     assert "in its 'deployment' => ['blue_green' => [...]] array, set:\n    'enabled' => true," \
         in message, "the base file has 'enabled' => false: the line to change is named"
     assert fingerprint(file) == before
-    assert shop.live(web1) == live
+    assert shop.live(web1) == live and shop.releases(web1) == [live]  # nothing built
     assert "setup:upgrade" not in shop.commands(web1)
 
 
