@@ -138,6 +138,30 @@ class Shop:
         return host.inside("/srv/shop/deploy.lock").exists()
 
 
+def aborted_upgrade(shop: Shop, host: WebHost) -> tuple[int, str]:
+    """``fab deploy`` in the background, stopped twice while ``setup:upgrade`` runs on
+    ``host`` (hold it there with a ``sleep`` fault): SIGTERM, wait until the deploy said
+    it finishes the database work first (the upgrade goes on), SIGTERM again. Returns
+    the exit code and the output."""
+    proc = shop.fab_background("deploy")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        eventually(lambda: running(host, "setup:upgrade"), "setup:upgrade running")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    # Two signals before the handler ran would count once: wait until it said so.
+    eventually(lambda: any("send it again" in line for line in lines),
+               "the first signal acknowledged")
+    assert proc.poll() is None and running(host, "setup:upgrade"), "held: the upgrade goes on"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    return proc.returncode, "".join(lines)
+
+
 @contextmanager
 def polling(check: Callable[[], None], interval: float = 0.0) -> Iterator[None]:
     """Call ``check`` over and over in a thread while the block runs."""

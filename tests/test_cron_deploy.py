@@ -10,12 +10,11 @@ from __future__ import annotations
 import calendar
 import re
 import shlex
-import signal
 import threading
 import time
 
 import pytest
-from scenario import Shop, eventually, running
+from scenario import Shop, aborted_upgrade, eventually, running
 
 from fabric_magento_deploy import cron
 from fabric_magento_deploy.deploy import DeployError
@@ -330,22 +329,8 @@ def test_a_second_signal_during_the_upgrade_leaves_cron_paused_and_says_so(rig1)
     set_crontab(web1, PLAIN)
     shop.commit(label="v2", modules=SCHEMA)
     shop.faults(web1, {"setup:upgrade": {"sleep": 30.0}})
-    proc = shop.fab_background("deploy")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
-                              daemon=True)
-    reader.start()
-    try:
-        eventually(lambda: running(web1, "setup:upgrade"), "setup:upgrade running")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-    eventually(lambda: any("send it again" in line for line in lines),
-               "the first signal acknowledged")
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-    reader.join(timeout=30)
-    out = "".join(lines)
-    assert proc.returncode == 1, out
+    code, out = aborted_upgrade(shop, web1)
+    assert code == 1, out
     assert "ABORTED by a second signal" in out and "cron stays PAUSED on web1" in out, out
     assert "`fab cron-resume --hosts=web1`" in out and shop.lock_exists(web1)
     assert f"web1: current -> releases/{live}, maintenance ON" in out

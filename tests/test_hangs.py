@@ -5,10 +5,9 @@ work aborts with a state report, and the lock stays while the outcome is unknown
 from __future__ import annotations
 
 import signal
-import threading
 
 import pytest
-from scenario import Shop, eventually, running
+from scenario import Shop, aborted_upgrade, eventually, running
 
 pytestmark = pytest.mark.real_hosts
 
@@ -72,24 +71,8 @@ def test_a_second_signal_during_the_upgrade_aborts_with_a_state_report(rig1) -> 
     live = shop.deploy().release
     shop.commit(modules={"Shop_Catalog": "1.1.0"})
     shop.faults(web1, {"setup:upgrade": {"sleep": 60.0}})
-    proc = shop.fab_background("deploy")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
-                              daemon=True)
-    reader.start()
-    try:
-        eventually(lambda: running(web1, "setup:upgrade"), "setup:upgrade running")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-    # Two signals before the handler ran would count once: wait until it said so.
-    eventually(lambda: any("send it again" in line for line in lines),
-               "the first signal acknowledged")
-    assert proc.poll() is None and running(web1, "setup:upgrade"), "held: the upgrade goes on"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-    reader.join(timeout=30)
-    out = "".join(lines)
-    assert proc.returncode == 1, out
+    code, out = aborted_upgrade(shop, web1)
+    assert code == 1, out
     assert "send it again to abort now" in out and "ABORTED by a second signal" in out
     assert f"web1: current -> releases/{live}, maintenance ON" in out
     assert shop.lock_exists(web1), "outcome unknown: the lock stays"
