@@ -464,10 +464,9 @@ def _followed(target: Target, answer: Answer, found: Listeners | None,
     base = there._replace(path=there.path[: len(there.path) - len(suffix)] or "/",
                           query="", fragment="").geturl()
     if found is None:  # an explicit base URL: keep its address, follow the scheme and port
-        port = there.port or (443 if there.scheme == "https" else 80)
-        address = target.address or (here.hostname or "")
-        return Target(base, f"{there.hostname}:{port}:{address}", target.headers,
-                      f"followed {answer.status} to {base}")
+        entry = shopurl.resolve_entry(there.hostname or "", shopurl.port_of(there),
+                                      target.address or (here.hostname or ""))
+        return Target(base, entry, target.headers, f"followed {answer.status} to {base}")
     try:
         return _with_headers(shopurl.plan(base, found, ""), params)
     except ShopUrlError:

@@ -175,12 +175,14 @@ class Target:
         return self.resolve.rsplit(":", 1)[-1].strip("[]") if self.resolve else ""
 
 
-def _port(parts: object) -> int:
+def port_of(parts: object) -> int:
+    """A split URL's port, or its scheme's default."""
     port = parts.port  # type: ignore[attr-defined]
     return port or (443 if parts.scheme == "https" else 80)  # type: ignore[attr-defined]
 
 
-def _resolve(name: str, port: int, addr: str) -> str:
+def resolve_entry(name: str, port: int, addr: str) -> str:
+    """curl's ``--resolve`` entry: ``NAME:PORT:ADDR`` (an IPv6 address in brackets)."""
     return f"{name}:{port}:{f'[{addr}]' if ':' in addr else addr}"
 
 
@@ -191,14 +193,14 @@ def plan(url: str, found: Listeners, host: str) -> Target:
     ``X-Forwarded-Proto: https``, as the offloader sends it. Nothing at all: an error
     naming the settings that fix it."""
     parts = urlsplit(url)
-    name, port = parts.hostname or "", _port(parts)
+    name, port = parts.hostname or "", port_of(parts)
     addr = connect_address(found, port)
     if addr:
-        return Target(url, _resolve(name, port, addr), note=f"{name}:{port} -> {addr}",
+        return Target(url, resolve_entry(name, port, addr), note=f"{name}:{port} -> {addr}",
                       source=addr)
     if parts.scheme == "https" and (offload := connect_address(found, 80)):
         http = parts._replace(scheme="http", netloc=name).geturl()
-        return Target(http, _resolve(name, 80, offload), (OFFLOAD_HEADER,),
+        return Target(http, resolve_entry(name, 80, offload), (OFFLOAD_HEADER,),
                       note=f"nothing listens on :{port}, TLS ends before this host: "
                            f"http://{name}:80 -> {offload} with {OFFLOAD_HEADER}",
                       source=offload)
@@ -218,9 +220,9 @@ def explicit(base: str, name: str, headers: tuple[str, ...] = ()) -> Target:
     if not name:
         return Target(base, headers=headers)
     shop, _, port_text = name.partition(":")
-    port = _port(parts)
+    port = port_of(parts)
     url = parts._replace(netloc=f"{shop}:{port}" if port_text or parts.port else shop).geturl()
-    return Target(url, _resolve(shop, port, parts.hostname or ""), headers)
+    return Target(url, resolve_entry(shop, port, parts.hostname or ""), headers)
 
 
 def same_shop(target: Target, location: str) -> bool:
