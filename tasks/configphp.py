@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import re
 
 from .build import in_release, magento
@@ -29,9 +28,9 @@ from .hosts import Host, on_all, q
 from .settings import Settings
 
 FILE = "app/etc/config.php"
-_MODULES = ("php -r 'echo json_encode(array_keys((array)((include \"app/etc/config.php\")"
-            "[\"modules\"] ?? [])));'")
-_MARK = "@@config.php modules@@"
+_MARK = "@@config.php@@"
+# An entry of config.php's 'modules' array as Magento's PhpFormatter writes it.
+_ENTRY = re.compile(r"""['"]([A-Za-z0-9]+_[A-Za-z0-9]+)['"]\s*=>\s*[01]\s*[,\]\)]""")
 
 
 class ConfigPhpError(RuntimeError):
@@ -39,18 +38,18 @@ class ConfigPhpError(RuntimeError):
 
 
 def unlisted_command(settings: Settings, release: str) -> str:
-    """``module:status`` of the release, then the module names ``config.php`` lists."""
-    modules = _MODULES.replace("php -r", f"{settings.php} -r", 1)
+    """``module:status`` of the release, then its ``config.php`` (read as text: Magento
+    writes it in one fixed format, and no second PHP boot is needed)."""
     return (f"{magento(settings, release, 'module:status')} && echo {q(_MARK)} && "
-            + in_release(settings, release, modules))
+            + in_release(settings, release, f"cat {FILE}"))
 
 
 def parse_unlisted(output: str) -> list[str]:
     """Modules ``module:status`` calls disabled that ``config.php`` has no entry for
     (pure). A module disabled in ``config.php`` (``'X' => 0``) is listed: not one of
     them."""
-    status, _, listed = output.partition(_MARK)
-    names = set(json.loads(listed.strip() or "[]"))
+    status, _, config = output.partition(_MARK)
+    names = set(_ENTRY.findall(config))
     disabled = status.partition("List of disabled modules:")[2]
     found = [line.strip() for line in disabled.splitlines()
              if re.fullmatch(r"[A-Za-z0-9]+_[A-Za-z0-9]+", line.strip())]

@@ -75,9 +75,21 @@ Shop_Legacy
 """
 
 
+CONFIG_PHP = """\
+<?php
+return [
+    'modules' => [
+        'Shop_Catalog' => 1,
+        'Shop_Checkout' => 1,
+        'Shop_Legacy' => 0
+    ],
+    'scopes' => ['websites' => ['base' => ['code' => 'base']]]
+];
+"""
+
+
 def test_parse_unlisted_keeps_modules_config_php_disables() -> None:
-    listed = '["Shop_Catalog","Shop_Checkout","Shop_Legacy"]'
-    assert configphp.parse_unlisted(f"{MODULE_STATUS}@@config.php modules@@\n{listed}") == [
-        "Shop_Extra"]
+    found = configphp.parse_unlisted(f"{MODULE_STATUS}@@config.php@@\n{CONFIG_PHP}")
+    assert found == ["Shop_Extra"]  # Shop_Legacy is there, disabled on purpose
     none = MODULE_STATUS.replace("Shop_Extra\nShop_Legacy\n", "None\n")
-    assert configphp.parse_unlisted(f"{none}@@config.php modules@@\n[]") == []
+    assert configphp.parse_unlisted(f"{none}@@config.php@@\n{CONFIG_PHP}") == []
