@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import shop
-from rig import Rig, WebHost
+from rig import Rig, WebHost, make_rig, skip_or_fail
 
 from fabric_magento_deploy import Host, deploy_to
 from fabric_magento_deploy.report import Summary
@@ -136,6 +136,28 @@ class Shop:
 
     def lock_exists(self, host: WebHost) -> bool:
         return host.inside("/srv/shop/deploy.lock").exists()
+
+
+@contextmanager
+def deployed_with_crontabs(n_hosts: int, crontab: str) -> Iterator[Shop]:
+    """``n_hosts`` hosts with nginx and php-fpm, each with its own crontab holding
+    ``crontab``, the shop deployed (OPcache flushed by FastCGI); stopped afterwards."""
+    from conftest import require_real_hosts  # conftest imports this module's neighbours
+
+    require_real_hosts(web=True)
+    if subprocess.run(["sh", "-c", "command -v crontab"], capture_output=True).returncode:
+        skip_or_fail("crontab missing: install the cron package")
+    rig = make_rig(n_hosts)
+    try:
+        rig.start_web()
+        shop = Shop(rig)
+        for host in rig.hosts:
+            host.own_crontabs()
+            host.sh("crontab -", user="deployer", input=crontab)
+        shop.deploy(opcache="fcgi")
+        yield shop
+    finally:
+        rig.stop()
 
 
 def aborted_upgrade(shop: Shop, host: WebHost) -> tuple[int, str]:

@@ -19,9 +19,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import require_real_hosts
-from rig import Rig, WebHost, make_rig, nginx_php_path, skip_or_fail
-from scenario import Shop
+from rig import Rig, WebHost, nginx_php_path
+from scenario import Shop, deployed_with_crontabs
 
 from fabric_magento_deploy.doctor import (
     ERROR,
@@ -59,25 +58,13 @@ def set_crontab(host: WebHost, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    require_real_hosts(web=True)
-    if subprocess.run(["sh", "-c", "command -v crontab"], capture_output=True).returncode:
-        skip_or_fail("crontab missing: install the cron package")
-    rig = make_rig(3)
-    try:
-        rig.start_web()
-        shop = Shop(rig)
-        for host in rig.hosts:
-            host.own_crontabs()
-            set_crontab(host, CRON)
-        shop.deploy(opcache="fcgi")
-        for host in rig.hosts:  # the fix docs/opcache.md gives: healthy means this
+    with deployed_with_crontabs(3, CRON) as shop:
+        for host in shop.rig.hosts:  # the fix docs/opcache.md gives: healthy means this
             nginx_php_path(host, "$realpath_root")
-        project = rig.base / "agency"
+        project = shop.rig.base / "agency"
         project.mkdir()
         (project / "fabfile.py").write_text(FABFILE)
-        yield Fleet(rig, shop, project)
-    finally:
-        rig.stop()
+        yield Fleet(shop.rig, shop, project)
 
 
 Rows = dict[tuple[str, str], list[tuple[str, str, str]]]

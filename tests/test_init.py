@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import require_real_hosts
 from dotenv import dotenv_values
-from rig import FPM_SOCKET, Rig, WebHost, make_rig, skip_or_fail
-from scenario import FAB, Shop
+from rig import FPM_SOCKET, Rig, WebHost
+from scenario import FAB, Shop, deployed_with_crontabs
 
 from fabric_magento_deploy.doctor import parse, shop_servers
 from fabric_magento_deploy.init import (
@@ -79,20 +78,8 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    require_real_hosts(web=True)
-    if subprocess.run(["sh", "-c", "command -v crontab"], capture_output=True).returncode:
-        skip_or_fail("crontab missing: install the cron package")
-    rig = make_rig(2)
-    try:
-        rig.start_web()
-        shop = Shop(rig)
-        for host in rig.hosts:
-            host.own_crontabs()
-            host.sh("crontab -", user="deployer", input=CRON)
-        shop.deploy(opcache="fcgi")
-        yield Fleet(rig, shop)
-    finally:
-        rig.stop()
+    with deployed_with_crontabs(2, CRON) as shop:
+        yield Fleet(shop.rig, shop)
 
 
 def project(fleet: Fleet, name: str) -> Path:
