@@ -654,7 +654,7 @@ class Deploy:
                                        self.live[primary.name] or "", self.timeline,
                                        primary=primary)
             self.restart_consumers(problems, back, primary)
-        old = {n: r for n, r in self.live.items()}
+        old = self.live
         hint = ", ".join(f"{n}: fab switch-symlink --release={old[n]} --hosts={n}, then fab "
                          f"flush-opcache --hosts={n}" for n in stuck)
         record.finished = release.utc_now()

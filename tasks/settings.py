@@ -494,8 +494,7 @@ def _health(raw: dict, hosts: tuple[str, ...]) -> dict:
         seconds[key] = float(text)
     try:
         base_url, base_urls = parse_base_urls(raw["DEPLOY_HEALTH_BASE_URL"])
-        auth = raw["DEPLOY_HEALTH_AUTH"].strip()
-        secret(auth.partition(":")[2])  # masked from here on, even if refused below
+        auth = raw["DEPLOY_HEALTH_AUTH"].strip()  # its password: masked by read_raw
         params = HealthParams(paths=paths, base_url=base_url, base_urls=base_urls,
                               host_header=raw["DEPLOY_HEALTH_HOST"].strip(),
                               headers=parse_headers(raw["DEPLOY_HEALTH_HEADERS"]), auth=auth,
