@@ -754,9 +754,9 @@ def check_storefront(host: Host, settings: Settings) -> Check:
                               settings.release_dir(live), probe_live={host.name},
                               maintenance=held)
     except health.HealthRefused as exc:
-        problem, _, fix = str(exc).rpartition(" -> ")
-        return Check(host.name, "storefront", ERROR, _first_lines(problem or str(exc), 3),
-                     fix.splitlines()[0] if fix else "see docs/health.md")
+        what, fix = exc.fixes[0] if exc.fixes else (str(exc), "")
+        return Check(host.name, "storefront", ERROR, _first_lines(what, 3),
+                     fix or "see docs/health.md")
     target = plan.targets[host.name]
     where = f"{target.url} via {target.address or 'its name'}"
     if host.name in plan.broken:

@@ -62,7 +62,12 @@ class HealthError(ValueError):
 
 class HealthRefused(SettingsError):
     """The live shop does not pass the check before the build: the check's settings are
-    wrong for these hosts (or the live shop is broken). Nothing was changed."""
+    wrong for these hosts. Nothing was changed. ``fixes``: per refused host, what
+    answered and the setting that fixes it."""
+
+    def __init__(self, message: str, fixes: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.fixes = fixes
 
 
 # --------------------------------------------------------------------------- parameters
@@ -507,11 +512,11 @@ def prepare(hosts: list[Host], primary: Host, params: HealthParams, release_dir:
     plan.notes += [f"[{n}] health check target: {t.note}" for n, t in targets.items() if t.note]
     asked = [h for h in hosts if h.name in probe_live]
     results = on_all(asked, lambda h: _probe_following(h, plan, listening.get(h.name), params))
-    refused = []
+    refused: list[tuple[str, str]] = []  # (what answered, the fix)
     for host in asked:
         report = results[host.name]
         if isinstance(report, BaseException):
-            refused.append(f"[{host.name}] the check could not run: {report}")
+            refused.append((f"[{host.name}] the check could not run: {report}", ""))
             continue
         plan.live[host.name], plan.targets[host.name] = report, report.target
         if report.ok:
@@ -527,12 +532,13 @@ def prepare(hosts: list[Host], primary: Host, params: HealthParams, release_dir:
             plan.broken[host.name] = report.problem()  # a release may be its fix
             continue
         bad = next((p.first_bad() for p in report.paths.values() if not p.ok), None)
-        refused.append(f"{report.problem() or report.error} -> {hint(bad, host.name)}")
+        refused.append((report.problem() or report.error, hint(bad, host.name)))
     if refused:
         raise HealthRefused(
             "the health check fails on the LIVE shop, so it would revert any release: "
-            "nothing was built.\n" + "\n".join(refused)
-            + "\n(DEPLOY_HEALTH_PATHS=none deploys without the check)")
+            "nothing was built.\n"
+            + "\n".join(f"{what} -> {fix}" if fix else what for what, fix in refused)
+            + "\n(DEPLOY_HEALTH_PATHS=none deploys without the check)", tuple(refused))
     return plan
 
 
