@@ -138,8 +138,13 @@ class Shop:
         return host.inside("/srv/shop/deploy.lock").exists()
 
 
+# The crontab line docs/adopting.md tells users to write: cron on `current`.
+CRON_ON_CURRENT = ("* * * * * php /srv/shop/current/bin/magento cron:run 2>&1 | grep -v "
+                   "\"Ran jobs by schedule\" >> /srv/shop/current/var/log/magento.cron.log\n")
+
+
 @contextmanager
-def deployed_with_crontabs(n_hosts: int, crontab: str) -> Iterator[Shop]:
+def deployed_with_crontabs(n_hosts: int, crontab: str = CRON_ON_CURRENT) -> Iterator[Shop]:
     """``n_hosts`` hosts with nginx and php-fpm, each with its own crontab holding
     ``crontab``, the shop deployed (OPcache flushed by FastCGI); stopped afterwards."""
     from conftest import require_real_hosts  # conftest imports this module's neighbours

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from rig import Rig, WebHost, nginx_php_path
-from scenario import Shop, deployed_with_crontabs
+from scenario import CRON_ON_CURRENT, Shop, deployed_with_crontabs
 
 from fabric_magento_deploy.doctor import (
     ERROR,
@@ -41,8 +41,6 @@ FABFILE = "from fabric_magento_deploy.doctor import doctor  # noqa: F401\n"
 CHECKS = ["ssh", "deploy path", "disk", "php cli", "composer", "repository", "shared files",
           "php-fpm", "opcache settings", "nginx root", "nginx php path", "nginx static",
           "cron", "deploy lock", "storefront"]
-CRON = ("* * * * * php /srv/shop/current/bin/magento cron:run 2>&1 | grep -v \"Ran jobs by "
-        "schedule\" >> /srv/shop/current/var/log/magento.cron.log\n")
 
 
 @dataclass
@@ -58,7 +56,7 @@ def set_crontab(host: WebHost, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    with deployed_with_crontabs(3, CRON) as shop:
+    with deployed_with_crontabs(3) as shop:
         for host in shop.rig.hosts:  # the fix docs/opcache.md gives: healthy means this
             nginx_php_path(host, "$realpath_root")
         project = shop.rig.base / "agency"
@@ -153,7 +151,7 @@ def pinned_cron(fleet: Fleet, host: WebHost) -> Iterator[None]:
                       f"/bin/magento cron:run 2>&1 | grep -v \"Ran jobs by schedule\" >> "
                       f"/srv/shop/releases/{live}/var/log/magento.cron.log\n#~ MAGENTO END abc\n")
     yield
-    set_crontab(host, CRON)
+    set_crontab(host, CRON_ON_CURRENT)
 
 
 @contextmanager

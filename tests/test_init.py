@@ -66,8 +66,6 @@ from fabric_magento_deploy.init import (
 from fabric_magento_deploy.settings import load
 
 FABFILE = "from fabric_magento_deploy import ns  # noqa: F401\n"
-CRON = ("* * * * * php /srv/shop/current/bin/magento cron:run 2>&1 | grep -v \"Ran jobs by "
-        "schedule\" >> /srv/shop/current/var/log/magento.cron.log\n")
 
 
 @dataclass
@@ -78,7 +76,7 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    with deployed_with_crontabs(2, CRON) as shop:
+    with deployed_with_crontabs(2) as shop:
         yield Fleet(shop.rig, shop)
 
 
