@@ -244,7 +244,10 @@ def deploy(c: Context, ref: str | None = None, dry: bool = False, quiet: bool = 
     generated once, switch; with --upgrade-mode=blue-green (Magento 2.4.4+) the old release
     keeps serving during setup:upgrade instead (docs/blue-green.md). Then OPcache flush on
     every host, cache:flush once, maintenance off, old releases pruned. A failure before the
-    switch leaves every host on its old release. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS;
+    switch leaves every host on its old release. The storefront check (docs/health.md):
+    Magento's base URL, asked on each host of its own web server, must pass on the live
+    shop before anything is built (else exit 2, naming the setting to fix); after the
+    switch the first bad answer switches every host back. Hosts: --hosts=web1,web2 or DEPLOY_HOSTS;
     --hosts naming only part of DEPLOY_HOSTS is refused unless --partial. Called from your
     own task, deploy(c) deploys at once: to c's host, a Group's hosts, or DEPLOY_HOSTS for a
     plain Context.
