@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from . import (
+    batch,
     bluegreen,
     build,
     configphp,
@@ -30,6 +31,7 @@ from . import (
     lock,
     magento,
     opcache,
+    preflight,
     release,
     ship,
     shopurl,
@@ -183,24 +185,30 @@ def interrupts_deferred(what: str) -> Iterator[list[int]]:
 
 
 @contextmanager
-def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "") -> Iterator[None]:
+def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "",
+           then: Callable[[Host], str] | None = None) -> Iterator[dict[str, str]]:
     """Hold ``deploy.lock`` on every host, or on none: a refusal (or Ctrl-C while taking
     them) releases what we took. When the outcome of database work is unknown
     (:class:`OutcomeUnknown`) the lock stays, saying why, so nobody deploys on top of a
-    ``setup:upgrade`` that may still be running; ``fab unlock`` clears it."""
+    ``setup:upgrade`` that may still be running; ``fab unlock`` clears it.
+
+    ``then(host)``: a script run right after the lock is taken, in the same round trip
+    (the preflight); the block gets each host's output by name."""
     info = lock.lock_info(action, rel)
+    script = then or (lambda h: "")
     try:
-        errors = failures(on_all(hosts, lambda h: lock.acquire(h, settings, info)))
+        results = on_all(hosts, lambda h: lock.acquire(h, settings, info, script(h)))
     except BaseException:
         on_all(hosts, lambda h: lock.release(h, settings, info))  # only removes ours
         raise
+    errors = failures(results)
     if errors:
         taken = [h for h in hosts if h.name not in errors]
         on_all(taken, lambda h: lock.release(h, settings, info))
         raise DeployError("\n".join(str(e) for e in errors.values()))
     kept = ""
     try:
-        yield
+        yield results  # type: ignore[misc]
     except OutcomeUnknown as exc:
         kept = str(exc).splitlines()[0]
         raise
@@ -211,31 +219,7 @@ def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "") ->
             on_all(hosts, lambda h: lock.release(h, settings, info))
 
 
-def refuse_root(host: Host, settings: Settings) -> None:
-    """Deploying as root leaves root-owned files PHP-FPM cannot write, and the cleanup of
-    an interrupted build could stop the web server's own processes: refused unless
-    ``DEPLOY_ALLOW_ROOT=1``."""
-    if not settings.allow_root and host.output("id -u", step="preflight") == "0":
-        raise DeployError(
-            f"[{host.name}] the deploy would run as root: the release's files would belong to "
-            "root (PHP-FPM could not write var/ or generated/), and stopping an interrupted "
-            "build could kill the web server's own processes. Connect as the deploy user "
-            "that owns DEPLOY_PATH, or set DEPLOY_ALLOW_ROOT=1 if you really mean it")
-
-
-CONFIG = "app/etc/env.php"
-
-
-def check_shared_config(host: Host, settings: Settings) -> None:
-    """A shared ``app/etc/env.php`` must exist before anything is built: a release linked
-    to an empty one has no database or crypt key, and its storefront answers 500."""
-    if CONFIG in settings.shared_files:
-        path = f"{settings.shared_dir}/{CONFIG}"
-        if not host.test(f"test -s {q(path)}"):
-            raise DeployError(
-                f"[{host.name}] {path} is missing or empty: copy the shop's env.php there "
-                "(it holds the database and the crypt key; see docs/adopting.md) and deploy "
-                "again. Nothing was changed.")
+CONFIG = preflight.CONFIG
 
 
 def open_all(hosts: list[Host]) -> None:
@@ -289,6 +273,7 @@ class Deploy:
     window_start: float = 0.0
     maintenance: bool = False  # blue-green with the maintenance window all the same
     health_plan: health.Plan | None = None  # what the health check asks, found in preflight
+    token: str = field(default_factory=batch.new_token)  # marks the batched answers
 
     @classmethod
     def of_built(cls, hosts: list[Host], settings: Settings, rel: str) -> Deploy:
@@ -332,27 +317,26 @@ class Deploy:
         on_all(self.hosts, lambda h: release.write_record(h, self.settings, self.record))
 
     # -- phase 1 ---------------------------------------------------------------------------
-    def preflight(self) -> None:
-        """Check every host; learn its live release, OPcache strategy, maintenance state."""
+    def preflight(self, asked: dict[str, str] | None = None) -> None:
+        """Check every host; learn its live release, OPcache strategy, maintenance state.
+
+        ``asked``: each host's answers to :func:`preflight.command` (sent with the lock,
+        see :func:`locked`); without them the questions are sent now, one round trip."""
         s = self.settings
 
         def one(host: Host) -> tuple[str | None, str, str | None]:
-            refuse_root(host, s)
-            host.run(f"mkdir -p {q(s.releases_dir)} {q(s.shared_dir)} {q(s.history_dir)}"
-                     f" && test -w {q(s.deploy_path)}", step="preflight", echo=False)
-            if s.build == "local":
-                host.run("command -v rsync >/dev/null || { echo 'DEPLOY_BUILD=local ships with"
-                         " rsync: install it on this host' >&2; exit 1; }",
-                         step="preflight", echo=False)
-            switch.check_current_is_link(host, s)
-            check_shared_config(host, s)
-            live = release.live_release(host, s)
+            output = asked[host.name] if asked else preflight.ask(host, s, self.token)
+            try:
+                facts = preflight.judge(host, s, self.token, output)
+            except preflight.PreflightError as exc:
+                raise DeployError(str(exc)) from exc
+            live = facts.live
             if s.upgrade_mode == "blue-green":
                 bluegreen.env_php(s)
                 bluegreen.check(host, s)  # an env.php it cannot edit: refused before the build
                 if live:  # the code that must keep serving while the database moves
                     bluegreen.check_version(host, s, live)
-            return live, opcache.choose(host, s), magento.maintenance_owner(host, s, live)
+            return live, opcache.choose(host, s, found=facts.sockets), facts.owner
 
         if s.build == "local" and not shutil.which("rsync"):
             raise DeployError("DEPLOY_BUILD=local ships with rsync: install it where fab runs")
@@ -869,8 +853,10 @@ def run_deploy(d: Deploy) -> None:
     guard = database_guard(hosts, settings)
     with interrupts_as_exceptions(hosts + guard):
         open_all(hosts + guard)
-        with locked(hosts + guard, settings, "deploy", rel):
-            d.preflight()
+        asking = {h.name for h in hosts}
+        with locked(hosts + guard, settings, "deploy", rel, then=lambda h: preflight.command(
+                settings, d.token) if h.name in asking else "") as asked:
+            d.preflight(asked)
             if settings.health_paths and d.live[d.primary.name]:
                 d.plan_health(d.live[d.primary.name])  # type: ignore[arg-type]
             with d.timeline.timed(d.primary.name, "resolve ref"):

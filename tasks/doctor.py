@@ -57,7 +57,7 @@ class DoctorFailed(RuntimeError):
 # -- ssh and the login user ------------------------------------------------------------------
 
 def check_ssh(host: Host, settings: Settings) -> Check:
-    """SSH works, and we are not root: the library refuses root (``refuse_root``) because
+    """SSH works, and we are not root: the library refuses root (``preflight.judge``) because
     the release's files would belong to root and PHP-FPM could not write them."""
     try:
         host.open()
@@ -198,7 +198,7 @@ def check_repo(host: Host, settings: Settings) -> Check:
 
 def check_shared_files(host: Host, settings: Settings) -> list[Check]:
     """Every ``DEPLOY_SHARED_FILES`` entry in ``shared/``. A missing ``env.php`` stops the
-    deploy (``check_shared_config``); another missing file is created empty by it."""
+    deploy (``preflight.judge``); another missing file is created empty by it."""
     if not settings.shared_files:
         return [Check(host.name, "shared files", OK, "DEPLOY_SHARED_FILES is empty")]
     paths = [posixpath.join(settings.shared_dir, f) for f in settings.shared_files]

@@ -45,13 +45,17 @@ def describe(host: str, settings: Settings, info: dict) -> str:
     return text
 
 
-def acquire(host: Host, settings: Settings, info: dict) -> None:
-    """Create the lock or raise :class:`LockHeld` with the holder's details."""
+def acquire(host: Host, settings: Settings, info: dict, then: str = "") -> str:
+    """Create the lock or raise :class:`LockHeld` with the holder's details.
+
+    ``then``: a script to run once the lock is ours, in the same round trip (the deploy's
+    preflight); returns its output (stdout and stderr). It runs only if the lock was taken.
+    """
     path = q(settings.lock_file)
+    take = (f"mkdir -p {q(settings.deploy_path)} && (set -C; printf '%s\\n' {q(json.dumps(info))}"
+            f" > {path}) || {{ if [ -e {path} ]; then cat {path}; exit 3; fi; exit 4; }}")
     result = host.run(  # exit 3: held (the file exists); any other failure: cannot create
-        f"mkdir -p {q(settings.deploy_path)} && (set -C; printf '%s\\n' {q(json.dumps(info))}"
-        f" > {path}) || {{ if [ -e {path} ]; then cat {path}; exit 3; fi; exit 4; }}",
-        step="lock", warn=True, echo=False,
+        f"{take}\n{then}" if then else take, step="lock", warn=True, echo=False,
     )
     if result.exited == 3:
         try:
@@ -59,9 +63,10 @@ def acquire(host: Host, settings: Settings, info: dict) -> None:
         except ValueError:
             holder = {"who": result.stdout.strip() or "unknown"}
         raise LockHeld(describe(host.name, settings, holder))
-    if result.failed:
+    if result.exited == 4 or (result.failed and not then):
         raise LockHeld(f"[{host.name}] cannot create {settings.lock_file}: "
                        f"{(result.stdout + result.stderr).strip()}")
+    return result.stdout + result.stderr
 
 
 def release(host: Host, settings: Settings, info: dict) -> None:

@@ -117,8 +117,18 @@ def maintenance_owner(host: Host, settings: Settings, release: str | None) -> st
     operator (or any other tool), else the deploy that set it (``deploy <id>``)."""
     if not release:
         return None
-    out = host.run(f"cat {q(flag(settings, release))} 2>/dev/null || echo {OFF}",
-                   step="maintenance state", echo=False).stdout.strip()
+    out = host.run(owner_command(settings, release), step="maintenance state", echo=False)
+    return parse_owner(out.stdout)
+
+
+def owner_command(settings: Settings, release: str) -> str:
+    """Prints the flag's content, or :data:`OFF` when there is no flag."""
+    return f"cat {q(flag(settings, release))} 2>/dev/null || echo {OFF}"
+
+
+def parse_owner(out: str) -> str | None:
+    """:func:`maintenance_owner` from :func:`owner_command`'s output."""
+    out = out.strip()
     if out == OFF:
         return None
     return out[len(OWNER):].strip() if out.startswith(OWNER) else ""

@@ -129,7 +129,8 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def choose(host: Host, settings: Settings, *, probe: bool = True) -> str:
+def choose(host: Host, settings: Settings, *, probe: bool = True,
+           found: list[str] | None = None) -> str:
     """Resolve ``DEPLOY_OPCACHE`` for ``host``; call it before the switch, errors come first.
 
     ``auto`` means ``fcgi`` when ``DEPLOY_FPM_SOCKET`` is set or exactly one FPM socket
@@ -139,10 +140,11 @@ def choose(host: Host, settings: Settings, *, probe: bool = True) -> str:
     ``probe`` (default), ``fcgi`` and ``url`` make one status-only request the way the
     flush will, so a missing socket, socket permissions, PrivateTmp, open_basedir,
     limit_extensions or a pool without OPcache stop the deploy while nothing has changed.
+    ``found``: the sockets :data:`DISCOVER` printed, when the caller already asked.
     """
     strategy, sockets = settings.opcache, settings.fpm_sockets
     if strategy in ("auto", "fcgi"):
-        sockets = _sockets(host, settings, strategy)
+        sockets = _sockets(host, settings, strategy, found)
         strategy = "fcgi"
     if strategy not in STRATEGIES:
         raise OpcacheError(host.name, strategy, "", f"unknown strategy, use one of {STRATEGIES}")
@@ -191,16 +193,21 @@ def _none_warning(settings: Settings) -> str:
 
 def discover_sockets(host: Host) -> list[str]:
     """FPM sockets in the usual places, symlinks resolved (Debian's php-fpm.sock alias)."""
-    script = f"for s in {' '.join(SOCKET_GLOBS)}; do [ -S \"$s\" ] && readlink -f \"$s\"; done"
-    out = host.run(f"{script} | sort -u", step="find PHP-FPM sockets", warn=True, echo=False)
+    out = host.run(DISCOVER, step="find PHP-FPM sockets", warn=True, echo=False)
     return out.stdout.split()
 
 
-def _sockets(host: Host, settings: Settings, strategy: str) -> tuple[str, ...]:
-    """``DEPLOY_FPM_SOCKET``, else the one socket found; several found is an error."""
+DISCOVER = (f"for s in {' '.join(SOCKET_GLOBS)}; do [ -S \"$s\" ] && readlink -f \"$s\"; done"
+            " | sort -u")
+
+
+def _sockets(host: Host, settings: Settings, strategy: str,
+             found: list[str] | None = None) -> tuple[str, ...]:
+    """``DEPLOY_FPM_SOCKET``, else the one socket found; several found is an error.
+    ``found``: what :data:`DISCOVER` printed, when the caller already asked."""
     if settings.fpm_sockets:
         return settings.fpm_sockets
-    found = discover_sockets(host)
+    found = discover_sockets(host) if found is None else found
     if len(found) > 1:
         raise OpcacheError(
             host.name, strategy, "",

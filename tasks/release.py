@@ -238,15 +238,26 @@ def adopted_record(host: Host, settings: Settings, release: str) -> ReleaseRecor
 
 
 def live_release(host: Host, settings: Settings) -> str | None:
-    """The release ``current`` points at, or None before the first deploy.
+    """The release ``current`` points at, or None before the first deploy (see
+    :func:`parse_live`)."""
+    out = host.run(live_command(settings), step="readlink", echo=False).stdout
+    return parse_live(host.name, settings, out)
+
+
+def live_command(settings: Settings) -> str:
+    """Prints ``current``'s target, then the physical parents to compare (see parse_live)."""
+    cur, rels = q(settings.current), q(settings.releases_dir)
+    return (f"readlink {cur} || exit 0; dirname \"$(readlink -f {cur})\";"
+            f" realpath {rels} 2>/dev/null; true")
+
+
+def parse_live(host: str, settings: Settings, out: str) -> str | None:
+    """The live release from :func:`live_command`'s output, or None without ``current``.
 
     ``current`` must point into ``releases/``: relative, as we write it, absolute, as
     Capistrano does, or through a symlinked ``DEPLOY_PATH``. Anywhere else cannot be
     switched back to, so it is refused.
     """
-    cur, rels = q(settings.current), q(settings.releases_dir)
-    out = host.run(f"readlink {cur} || exit 0; dirname \"$(readlink -f {cur})\";"
-                   f" realpath {rels} 2>/dev/null; true", step="readlink", echo=False).stdout
     target, *physical = out.strip().splitlines() or [""]
     if not target:
         return None
@@ -255,7 +266,7 @@ def live_release(host: Host, settings: Settings) -> str | None:
         len(physical) == 2 and physical[0] == physical[1])
     if not inside or not name:
         raise RuntimeError(
-            f"[{host.name}] {settings.current} points at {target}, outside "
+            f"[{host}] {settings.current} points at {target}, outside "
             f"{settings.releases_dir}/: move that release into {settings.releases_dir}/ and "
             "point current at it (see docs/adopting.md)")
     return name

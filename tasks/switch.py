@@ -29,9 +29,16 @@ def point_current(host: Host, settings: Settings, release: str) -> None:
 
 def check_current_is_link(host: Host, settings: Settings) -> None:
     """``current`` must be a symlink or absent; a real directory would be replaced wholesale."""
+    if host.test(real_dir_test(settings)):
+        raise RuntimeError(real_dir_refusal(host.name, settings))
+
+
+def real_dir_test(settings: Settings) -> str:
+    """Exits 0 when ``current`` is a real directory (or file), not a symlink."""
     cur = q(settings.current)
-    if host.test(f"test -e {cur} && ! test -L {cur}"):
-        raise RuntimeError(
-            f"[{host.name}] {settings.current} is a real directory, not a symlink: move it into "
-            f"{settings.releases_dir}/ and link it, or deploy to another DEPLOY_PATH"
-        )
+    return f"test -e {cur} && ! test -L {cur}"
+
+
+def real_dir_refusal(host: str, settings: Settings) -> str:
+    return (f"[{host}] {settings.current} is a real directory, not a symlink: move it into "
+            f"{settings.releases_dir}/ and link it, or deploy to another DEPLOY_PATH")

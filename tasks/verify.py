@@ -45,6 +45,8 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass
 
+from .batch import section as _section
+from .batch import sections
 from .hosts import Host, StepFailed, on_all, q
 from .opcache import SOCKET_GLOBS, TIMEOUT, _connect_problem, fastcgi_client
 from .settings import Settings, SettingsError
@@ -116,13 +118,6 @@ def fcgi_job(settings: Settings, release: str, path: str = DEFAULT_PATH) -> dict
             "silent": rel == DEFAULT_PATH}
 
 
-def _section(token: str, name: str, command: str) -> str:
-    """``command`` in a subshell, its output framed by markers with its exit code."""
-    return (f"printf '\\n@@%s begin %s\\n' {token} {name}\n"
-            f"( {command}\n) </dev/null 2>&1\n"
-            f"printf '\\n@@%s end %s %s\\n' {token} {name} \"$?\"\n")
-
-
 def generated_digest_command() -> str:
     """Prints ``<sha256> <files>`` of generated/code + generated/metadata, or why not."""
     dirs = " ".join(_GENERATED)
@@ -162,23 +157,6 @@ def command(settings: Settings, release: str, token: str, *, path: str = DEFAULT
 
 
 # --------------------------------------------------------------------------- parsing
-
-
-def sections(output: str, token: str) -> dict[str, tuple[int, str]]:
-    """``{name: (exit code, output)}`` of every section that ran to its end marker."""
-    begin = re.compile(rf"@@{re.escape(token)} begin (\S+)")
-    end = re.compile(rf"@@{re.escape(token)} end (\S+) (\d+)")
-    found: dict[str, tuple[int, str]] = {}
-    name, lines = None, []
-    for line in output.splitlines():
-        if m := begin.fullmatch(line):
-            name, lines = m[1], []
-        elif (m := end.fullmatch(line)) and m[1] == name:
-            found[name] = (int(m[2]), "\n".join(lines).strip())
-            name = None
-        elif name is not None:
-            lines.append(line)
-    return found
 
 
 def _tail(text: str, lines: int = 6) -> str:
