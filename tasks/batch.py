@@ -13,16 +13,20 @@ from __future__ import annotations
 import re
 import secrets
 
+from .hosts import Host, StepFailed, q
+from .plan import Step
+
 
 def new_token() -> str:
     return secrets.token_hex(8)
 
 
 def section(token: str, name: str, command: str) -> str:
-    """``command`` in a subshell without stdin, stderr with stdout, framed by markers."""
+    """``command`` in a subshell without stdin, stderr with stdout, framed by markers.
+    Afterwards ``$rc`` holds its exit code (a next section may act on it)."""
     return (f"printf '\\n@@%s begin %s\\n' {token} {name}\n"
-            f"( {command}\n) </dev/null 2>&1\n"
-            f"printf '\\n@@%s end %s %s\\n' {token} {name} \"$?\"\n")
+            f"( {command}\n) </dev/null 2>&1; rc=$?\n"
+            f"printf '\\n@@%s end %s %s\\n' {token} {name} \"$rc\"\n")
 
 
 def script(token: str, commands: dict[str, str]) -> str:
@@ -45,3 +49,30 @@ def sections(output: str, token: str) -> dict[str, tuple[int, str]]:
         elif name is not None:
             lines.append(line)
     return found
+
+
+def chain(steps: list[Step], token: str) -> Step:
+    """Several steps as one command (one round trip), in order, stopping at the first that
+    fails; that one names itself on stderr (see :func:`run_chain`). Only the first step
+    may read stdin (the steps' inputs are joined, and the later ones never read it)."""
+    if any(step.stdin for step in steps[1:]):
+        raise ValueError("only the first step of a chain may have stdin")
+    parts = [f"{{ {step.command}\n}} || {{ rc=$?; printf '\\n@@%s failed %s\\n' {token} "
+             f"{q(step.name)} >&2; exit $rc; }}" for step in steps]
+    return Step(" + ".join(step.name for step in steps), "\n".join(parts), steps[0].stdin)
+
+
+def run_chain(host: Host, steps: list[Step], timeout: int | None = None) -> None:
+    """Run ``steps`` in one round trip; a failure is raised as the failing step's own
+    :class:`StepFailed` (its name and command), as if it had run alone."""
+    token = new_token()
+    try:
+        host.step(chain(steps, token), timeout=timeout)
+    except StepFailed as exc:
+        failed = re.search(rf"@@{re.escape(token)} failed (.+)", exc.output)
+        step = next((s for s in steps if failed and s.name == failed[1].strip()), None)
+        if step is None:  # no exit code, timed out, or cut short: the chain as a whole
+            raise
+        output = exc.output.replace(failed[0], "") if failed else exc.output
+        raise StepFailed(host.name, step.name, step.command, exc.exit_code, output,
+                         timed_out=exc.timed_out) from exc

@@ -75,9 +75,14 @@ def run_steps(host: Host, steps: list[Step], timeline: Timeline,
             host.step(step, timeout=timeout)
 
 
+def has_hook(hooks: Hooks, point: str) -> bool:
+    """Does the shop have its own steps at ``point`` (command or functions)?"""
+    return bool(hooks.command(point)[1] or hooks.functions(point))
+
+
 def run_hook(hooks: Hooks, ctx: HookContext, timeline: Timeline) -> None:
     """The shop's own steps at ``ctx.point``, timed; nothing when there are none."""
-    if not (hooks.command(ctx.point)[1] or hooks.functions(ctx.point)):
+    if not has_hook(hooks, ctx.point):
         return
     where = ctx.hosts[0].name if len(ctx.hosts) == 1 else "all"
     with timeline.timed(where, f"hook {ctx.point}"):
@@ -96,10 +101,14 @@ def hooks_on(host: Host, hooks: Hooks, settings: Settings, rel: str,
 
 
 def prepare_on(host: Host, settings: Settings, rel: str, commit: str, timeline: Timeline,
-               hook: PerHostHook) -> None:
-    """The code of ``commit`` in ``releases/<rel>``, shared links, ``after_code`` hooks."""
-    run_steps(host, source.checkout(settings, rel, commit), timeline)
-    run_steps(host, [source.link_shared(settings, rel)], timeline)
+               hook: PerHostHook, first: tuple[Step, ...] = ()) -> None:
+    """The code of ``commit`` in ``releases/<rel>``, shared links, ``after_code`` hooks.
+
+    ``first``: steps to send before the checkout, in the same round trip (the release's
+    record): the checkout and the links are one round trip in any case."""
+    steps = [*first, *source.checkout(settings, rel, commit), source.link_shared(settings, rel)]
+    with timeline.timed(host.name, " + ".join(step.name for step in steps)):
+        batch.run_chain(host, steps)
     hook("after_code", [host])
 
 
@@ -381,22 +390,52 @@ class Deploy:
 
         def one(host: Host) -> float:
             start = time.monotonic()
-            prepare_on(host, s, rel, self.commit, self.timeline, self.hook)
+            record = release.record_step(s, self.record)  # type: ignore[arg-type]
+            prepare_on(host, s, rel, self.commit, self.timeline, self.hook, first=(record,))
             build_on(host, s, rel, self.timeline, self.hook)
             return time.monotonic() - start
 
-        self.write_records()
         if s.build == "local":
+            self.write_records()
             self.summary.build_seconds = self.build_once_and_ship()
         else:
             self.summary.build_seconds = self.all(one, "build")
-        step = build.verify(s, rel)
-        results = self.all(lambda h: h.output(step.command, step=step.name).split(), step.name)
-        expected = build.static_version(rel)
-        for name, (commit, version) in results.items():
+
+    def verify_everywhere(self) -> magento.DbVerdict | None:
+        """The end of phase 2 in ONE round trip per host: the build's commit and static
+        version (:func:`build.verify`), then the release verified (:mod:`tasks.verify`);
+        the primary's round trip also asks Magento about the database (phase 3's question,
+        read-only) unless ``before_database`` hooks must run first. Returns the primary's
+        verdict, or None when it must be asked after those hooks."""
+        s, rel = self.settings, self.release
+        built = build.verify(s, rel)
+        ask_db = not has_hook(self.hooks, "before_database")
+        extra = {h.name: {"built": built.command} for h in self.hosts}
+        if ask_db:
+            extra[self.primary.name].update(magento.status_sections(s, rel))
+        with self.timeline.timed("all", "verify"):
+            checks, answers = verify.verify_all(self.hosts, s, rel, path=s.verify_path,
+                                                fcgi=s.opcache in ("auto", "fcgi"), extra=extra)
+        self.check_built(answers, built)
+        verify.raise_for(checks, rel)
+        return magento.verdict_of(self.primary.name, rel, answers[self.primary.name]) \
+            if ask_db else None
+
+    def check_built(self, answers: dict[str, verify.Answers], step: Step) -> None:
+        """Every host built the commit resolved and the release's static version (a host
+        whose verification did not run at all is left to the verification's error)."""
+        errors: dict[str, BaseException] = {}
+        expected = build.static_version(self.release)
+        for name, found in answers.items():
+            exited, out = found.get("built", (-1, "no answer: the check was cut short"))
+            if exited:
+                errors[name] = StepFailed(name, step.name, step.command, exited, out)
+                continue
+            commit, version = (out.split() + ["", ""])[:2]
             if commit != self.commit or version != expected:
                 raise DeployError(f"[{name}] built commit {commit} / static version "
                                   f"{version}, expected {self.commit} / {expected}")
+        raise_on_failures(errors, step.name)
 
     def build_once_and_ship(self) -> dict[str, float]:
         """``DEPLOY_BUILD=local``: build here (see :mod:`tasks.ship`), then send the release
@@ -496,6 +535,10 @@ class Deploy:
                 "`fab flush-opcache`, `fab maintenance-off`") from exc
         if changed:
             self.summary.warnings.append(changed)
+
+    def db_status(self) -> magento.DbVerdict:
+        with self.timeline.timed(self.primary.name, "db status"):
+            return magento.db_status(self.primary, self.settings, self.release)
 
     def check_config_php(self) -> None:
         """Before the database moves: modules the code registers that ``config.php`` does
@@ -865,10 +908,9 @@ def run_deploy(d: Deploy) -> None:
                                      static_version=build.static_version(rel))
             try:
                 d.build_everywhere()
-                verify_release(hosts, settings, rel, d.timeline)
+                asked = d.verify_everywhere()
                 d.hook("before_database")
-                with d.timeline.timed(d.primary.name, "db status"):
-                    verdict = magento.db_status(d.primary, settings, rel)
+                verdict = asked or d.db_status()
                 if verdict.pending and settings.config_php == "check":
                     d.check_config_php()
             except BaseException as exc:

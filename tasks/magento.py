@@ -68,30 +68,68 @@ def modules_ahead(output: str) -> list[str]:
     return ahead
 
 
+STATUS_COMMANDS = ("setup:db:status", "app:config:status")
+
+
+def _judge(host: str, release: str, command: str, exited: int, output: str) -> tuple[bool, str]:
+    """(pending, output) of one status command from its exit code."""
+    if exited == UP_TO_DATE:
+        return False, output
+    if exited == PENDING:
+        return True, output
+    raise MagentoError(f"[{host}] bin/magento {command} failed (exit {exited}) "
+                       f"in release {release}:\n{output}")
+
+
 def _status(host: Host, settings: Settings, release: str, command: str) -> tuple[bool, str]:
     result = host.run(magento(settings, release, command), step=command, warn=True, echo=False)
     output = (result.stdout + result.stderr).strip()
-    if result.exited == UP_TO_DATE:
-        return False, output
-    if result.exited == PENDING:
-        return True, output
-    raise MagentoError(f"[{host.name}] bin/magento {command} failed (exit {result.exited}) "
-                       f"in release {release}:\n{output}")
+    return _judge(host.name, release, command, result.exited, output)
 
 
 def db_status(host: Host, settings: Settings, release: str) -> DbVerdict:
     """Run both status commands from ``release``; refuse code older than the database."""
-    schema_pending, schema_out = _status(host, settings, release, "setup:db:status")
+    schema = _status(host, settings, release, "setup:db:status")
+    _refuse_ahead(host.name, schema[1])
+    return DbVerdict(*_verdict(schema, _status(host, settings, release, "app:config:status")))
+
+
+def status_sections(settings: Settings, release: str) -> dict[str, str]:
+    """Both status commands as sections for another round trip (:mod:`tasks.batch`),
+    named by :func:`section_name`; :func:`verdict_of` reads the answers."""
+    return {section_name(c): magento(settings, release, c) for c in STATUS_COMMANDS}
+
+
+def section_name(command: str) -> str:
+    return command.replace(":", "_")
+
+
+def verdict_of(host: str, release: str, answers: dict[str, tuple[int, str]]) -> DbVerdict:
+    """:func:`db_status`'s verdict (and refusals) from :func:`status_sections`' answers;
+    a section without an answer is a failure of that command."""
+    def one(command: str) -> tuple[bool, str]:
+        exited, output = answers.get(section_name(command), (-1, "no answer (cut short)"))
+        return _judge(host, release, command, exited, output)
+
+    schema = one("setup:db:status")
+    _refuse_ahead(host, schema[1])
+    return DbVerdict(*_verdict(schema, one("app:config:status")))
+
+
+def _verdict(schema: tuple[bool, str], config: tuple[bool, str]) -> tuple[bool, bool, str]:
+    return schema[0], config[0], f"{schema[1]}\n{config[1]}"
+
+
+def _refuse_ahead(host: str, schema_out: str) -> None:
+    """Code older than the database: Magento says so in setup:db:status's output."""
     if DB_AHEAD_MARKER in schema_out:
         ahead = modules_ahead(schema_out) or ["(modules not listed)"]
         raise DatabaseAheadError(
-            f"[{host.name}] the release is OLDER than the database: "
+            f"[{host}] the release is OLDER than the database: "
             + "; ".join(ahead)
             + ". Deploying it would break the shop and setup:upgrade cannot downgrade. "
             "Deploy a commit that contains these module versions.\n" + schema_out
         )
-    config_pending, config_out = _status(host, settings, release, "app:config:status")
-    return DbVerdict(schema_pending, config_pending, f"{schema_out}\n{config_out}")
 
 
 def upgrade(host: Host, settings: Settings, release: str) -> None:

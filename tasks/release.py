@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from .hosts import Host, q
+from .plan import Step
 from .redact import redact
 from .settings import Settings
 
@@ -114,14 +115,16 @@ def record_path(settings: Settings, release: str) -> str:
 
 def write_record(host: Host, settings: Settings, record: ReleaseRecord) -> None:
     """Write the record atomically: temp file then ``mv``, so a crash leaves old or new JSON."""
+    host.step(record_step(settings, record), echo=False)
+
+
+def record_step(settings: Settings, record: ReleaseRecord) -> Step:
+    """The command of :func:`write_record`, to send along with other steps."""
     path = record_path(settings, record.id)
     tmp = f"{path}.{os.getpid()}.tmp"
     text = redact(json.dumps(asdict(record), indent=1, sort_keys=True))
-    host.run(
-        f"mkdir -p {q(settings.history_dir)} && printf '%s\\n' {q(text)} > {q(tmp)}"
-        f" && mv -f {q(tmp)} {q(path)}",
-        step="record", echo=False,
-    )
+    return Step("record", f"mkdir -p {q(settings.history_dir)} && printf '%s\\n' {q(text)} >"
+                          f" {q(tmp)} && mv -f {q(tmp)} {q(path)}")
 
 
 def update_record(host: Host, settings: Settings, rel: str, **changes: object) -> ReleaseRecord:

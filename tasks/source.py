@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 
+from .batch import new_token
 from .hosts import Host, q
 from .plan import Step
 from .redact import split
@@ -48,13 +49,19 @@ def resolve_ref(settings: Settings, ref: str) -> Step:
 
 
 def resolve_commit(host: Host, settings: Settings, ref: str) -> str:
-    """Update the mirror on ``host`` and return the commit ``ref`` names there."""
-    host.step(update_mirror(settings))
-    result = host.step(resolve_ref(settings, ref), warn=True, echo=False)
-    if result.failed or not result.stdout.strip():
+    """Update the mirror on ``host`` and return the commit ``ref`` names there, in one
+    round trip (the fetch fails as the step ``fetch code``; a ref that names nothing is a
+    :class:`LookupError`)."""
+    mark = f"@@resolved {new_token()}"
+    resolve = resolve_ref(settings, ref).command
+    step = with_credentials(settings, "fetch code", f"{fetch_mirror(settings)} && {{ printf"
+                                                    f" '\\n%s\\n' {q(mark)}; {resolve}; true; }}")
+    out = host.step(step, echo=False).stdout
+    commit = out.partition(f"{mark}\n")[2].strip()
+    if not commit:
         raise LookupError(f"[{host.name}] DEPLOY_BRANCH={ref!r} names no branch, tag or commit"
                           f" in {split(settings.repo)[0]}")
-    return result.stdout.strip()
+    return commit
 
 
 def checkout(settings: Settings, release: str, commit: str) -> list[Step]:

@@ -60,6 +60,7 @@ SAME_GENERATED, SAME_STATIC = "generated identical", "static version identical"
 RELEASE, RUN = "release", "verify"
 DEFAULT_PATH = "pub/health_check.php"
 MAX_BODY = 300  # bytes of the answer's body (and of FPM's stderr) kept in a detail
+BOOTED = "bin/magento boots (deploy:mode:show ran)"
 _MODE = re.compile(r"Current application mode: (\w+)\.")
 _GENERATED = ("generated/code", "generated/metadata")
 
@@ -129,11 +130,16 @@ def generated_digest_command() -> str:
             " | sha256sum | cut -d' ' -f1) && echo \"$d $n\"")
 
 
-def command(settings: Settings, release: str, token: str, *, path: str = DEFAULT_PATH) -> str:
+def command(settings: Settings, release: str, token: str, *, path: str = DEFAULT_PATH,
+            extra: dict[str, str] | None = None) -> str:
     """The one shell command that runs every check of :data:`CHECKS` on a host.
 
     The FastCGI request is always tried (``fcgi=False`` only changes how a missing socket
     is judged, see :func:`fastcgi_checks`), so an operator sees what the pool answers.
+    ``mode`` runs first: when ``deploy:mode:show`` ran, bin/magento booted, and ``boot``
+    does not pay a second boot (``--version`` runs only to say why it could not).
+    ``extra``: more sections (``{name: command}``, run in the release) for the same round
+    trip, e.g. the deploy's build check and database status (:func:`verify_asking`).
     """
     root = q(settings.release_dir(release))
     php = settings.php  # verbatim, like every bin/magento call (it may carry -d options)
@@ -142,14 +148,16 @@ def command(settings: Settings, release: str, token: str, *, path: str = DEFAULT
     client = (f"{php} -d display_errors=stderr -- {job} <<'VERIFY_FCGI_EOF'\n{CLIENT}\n"
               "VERIFY_FCGI_EOF")
     bodies = {
-        "boot": f"{magento} --version --no-interaction",
         "mode": f"{magento} deploy:mode:show --no-interaction",
+        "boot": f"if [ \"$rc\" = 0 ]; then echo {q(BOOTED)}; else {magento} --version"
+                " --no-interaction; fi",
         "generated": generated_digest_command(),
         "static": "cat pub/static/deployed_version.txt",
         "fastcgi": client,
     }
     if not path:  # DEPLOY_VERIFY_PATH=none: no request through PHP-FPM
         del bodies["fastcgi"]
+    bodies.update(extra or {})
     missing = (f"printf '\\n@@%s begin {RELEASE}\\n%s\\n@@%s end {RELEASE} 1\\n' {token} "
                f"{q('no such folder: ' + settings.release_dir(release))} {token}; exit 0")
     return (f"cd {root} 2>/dev/null || {{ {missing}; }}\n"
@@ -316,31 +324,56 @@ def compare(checks: list[Check]) -> list[Check]:
 def verify_host(host: Host, settings: Settings, release: str, *, path: str = DEFAULT_PATH,
                 fcgi: bool = True) -> list[Check]:
     """Run every check on one host in one command; never raises for a failed check."""
+    return verify_asking(host, settings, release, path=path, fcgi=fcgi)[0]
+
+
+Answers = dict[str, tuple[int, str]]  # section name -> (exit code, output)
+
+
+def verify_asking(host: Host, settings: Settings, release: str, *, path: str = DEFAULT_PATH,
+                  fcgi: bool = True, extra: dict[str, str] | None = None
+                  ) -> tuple[list[Check], Answers]:
+    """:func:`verify_host` with ``extra`` sections in the same round trip; returns the
+    checks and the extra sections' answers (those that ran to the end)."""
     token = secrets.token_hex(8)
-    script = command(settings, release, token, path=path)
+    script = command(settings, release, token, path=path, extra=extra)
     try:
         result = host.run(script, step="verify release", warn=True, echo=False)
     except StepFailed as exc:
         return [Check(host.name, RUN, False, str(exc).splitlines()[0]
-                      + (f": {_tail(exc.output, 3)}" if exc.output.strip() else ""))]
-    return parse(host.name, result.stdout + result.stderr, token,
-                 fcgi_job(settings, release, path) if path else None, fcgi=fcgi)
+                      + (f": {_tail(exc.output, 3)}" if exc.output.strip() else ""))], {}
+    output = result.stdout + result.stderr
+    found = sections(output, token)
+    answers = {name: found[name] for name in extra or {} if name in found}
+    return parse(host.name, output, token, fcgi_job(settings, release, path) if path else None,
+                 fcgi=fcgi), answers
 
 
 def verify(hosts: list[Host], settings: Settings, release: str, *, path: str = DEFAULT_PATH,
            fcgi: bool = True) -> list[Check]:
     """Verify ``release`` on every host at once, then compare the hosts (see the module
     docstring). Returns every check; :func:`raise_for` turns failures into an error."""
+    return verify_all(hosts, settings, release, path=path, fcgi=fcgi)[0]
+
+
+def verify_all(hosts: list[Host], settings: Settings, release: str, *, path: str = DEFAULT_PATH,
+               fcgi: bool = True, extra: dict[str, dict[str, str]] | None = None
+               ) -> tuple[list[Check], dict[str, Answers]]:
+    """:func:`verify` with each host's ``extra`` sections (by host name) in its round trip;
+    also returns their answers by host name."""
     if path:
         check_path(path)
-    results = on_all(hosts, lambda h: verify_host(h, settings, release, path=path, fcgi=fcgi))
+    results = on_all(hosts, lambda h: verify_asking(h, settings, release, path=path, fcgi=fcgi,
+                                                    extra=(extra or {}).get(h.name)))
     checks: list[Check] = []
+    answers: dict[str, Answers] = {}
     for name, result in results.items():
         if isinstance(result, BaseException):
             checks.append(Check(name, RUN, False, f"{type(result).__name__}: {result}"))
         else:
-            checks += result
-    return checks + compare(checks)
+            checks += result[0]
+            answers[name] = result[1]
+    return checks + compare(checks), answers
 
 
 def raise_for(checks: list[Check], release: str = "") -> None:
