@@ -76,3 +76,12 @@ def run_chain(host: Host, steps: list[Step], timeout: int | None = None) -> None
         output = exc.output.replace(failed[0], "") if failed else exc.output
         raise StepFailed(host.name, step.name, step.command, exc.exit_code, output,
                          timed_out=exc.timed_out) from exc
+
+
+def ask(host: Host, commands: dict[str, str], step: str) -> dict[str, tuple[int, str]]:
+    """Run ``commands`` as sections of one script on ``host``; their answers by name (a
+    section that did not run to its end is missing). Raises :class:`StepFailed` only
+    when the round trip itself failed (connection lost, timed out)."""
+    token = new_token()
+    result = host.run(script(token, commands), step=step, warn=True, echo=False)
+    return sections(result.stdout + result.stderr, token)

@@ -105,6 +105,11 @@ def scan(host: Host, settings: Settings) -> Scan:
     return parse_scan(out)
 
 
+def scan_command(settings: Settings) -> str:
+    """:func:`scan` as a command of its own (its input piped in), to batch with others."""
+    return f"printf '%s\\n' {q(settings.deploy_path)} | (\n{_SCAN}\n)"
+
+
 def parse_scan(out: str) -> Scan:
     """Pure part of :func:`scan` (the format is written by ``_SCAN``)."""
     uptime = clk = now = 0.0
@@ -230,9 +235,10 @@ class ConsumersReport:
         return out
 
 
-def check(host: Host, settings: Settings) -> ConsumersReport:
-    """List ``host``'s consumers by the release they run; nothing is changed."""
-    found = scan(host, settings)
+def check(host: Host, settings: Settings, scanned: str | None = None) -> ConsumersReport:
+    """List ``host``'s consumers by the release they run; nothing is changed.
+    ``scanned``: :func:`scan_command`'s output, when it was already asked."""
+    found = scan(host, settings) if scanned is None else parse_scan(scanned)
     report = ConsumersReport(host.name, found.live)
     for consumer in consumers(found, settings):
         bucket = (report.unknown if consumer.old is None
@@ -244,15 +250,23 @@ def check(host: Host, settings: Settings) -> ConsumersReport:
 def poison_pill(host: Host, settings: Settings) -> str:
     """``queue:consumers:restart`` from ``current`` (the new release): one line saying what
     happened. A Magento without the command is said, not an error; any other failure is."""
-    result = host.run(magento_current(settings, RESTART), step=RESTART, warn=True, echo=False)
-    text = (result.stdout + result.stderr).strip()
-    if result.ok:
+    result = host.run(pill_command(settings), step=RESTART, warn=True, echo=False)
+    return judge_pill(host.name, settings, result.exited, (result.stdout + result.stderr).strip())
+
+
+def pill_command(settings: Settings) -> str:
+    return magento_current(settings, RESTART)
+
+
+def judge_pill(host: str, settings: Settings, exited: int, text: str) -> str:
+    """:func:`poison_pill`'s line from the command's exit code and output."""
+    if exited == 0:
         return f"{RESTART}: poison pill changed; consumers with --max-messages exit at their " \
                "next message"
     if any(marker in text for marker in NOT_DEFINED):
         return (f"{RESTART} does not exist in this Magento version: running consumers keep "
                 "the old code until they end (setup:upgrade changes the pill when it runs)")
-    raise ConsumersError(f"[{host.name}] bin/magento {RESTART} failed (exit {result.exited}) "
+    raise ConsumersError(f"[{host}] bin/magento {RESTART} failed (exit {exited}) "
                          f"in {settings.current}:\n{text}")
 
 
@@ -281,20 +295,36 @@ def stop(host: Host, old: list[Consumer]) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+Asked = dict[str, dict[str, tuple[int, str]]]  # host name -> section -> (exit code, output)
+
+
+def sections(settings: Settings, primary: bool) -> dict[str, str]:
+    """What :func:`restart` asks a host, as sections to send with another round trip
+    (:mod:`tasks.batch`): the poison pill (primary only), then the scan."""
+    return {**({"pill": pill_command(settings)} if primary else {}),
+            "scan": scan_command(settings)}
+
+
 def restart(primary: Host, hosts: list[Host], settings: Settings, *, command: str = "",
-            stop_old: bool = False) -> dict[str, ConsumersReport]:
+            stop_old: bool = False, asked: Asked | None = None) -> dict[str, ConsumersReport]:
     """After the switch: poison pill (once, on ``primary``), ``command`` on every host,
     then each host's consumers listed by release; ``stop_old`` TERMs those on an old
     release. Returns a report per host name (``ConsumersReport.lines()`` for the summary).
 
+    ``asked``: the answers to :func:`sections`, when they came with another round trip
+    (only without ``command``, which must run before the scan); what is missing is asked.
     Errors are raised (:class:`ConsumersError`, ``StepFailed``): the caller decides
     whether a failed restart fails the deploy (the switch is done by then).
     """
-    pill = poison_pill(primary, settings)
+    answers = {} if command else asked or {}
+    pill_answer = answers.get(primary.name, {}).get("pill")
+    pill = (judge_pill(primary.name, settings, *pill_answer) if pill_answer
+            else poison_pill(primary, settings))
 
     def one(host: Host) -> ConsumersReport:
         ran = run_command(host, settings, command) if command else ""
-        report = check(host, settings)
+        scanned = answers.get(host.name, {}).get("scan")
+        report = check(host, settings, scanned[1] if scanned and scanned[0] == 0 else None)
         report.pill = pill if host is primary else ""
         report.command = ran
         if stop_old:

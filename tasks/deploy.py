@@ -602,7 +602,8 @@ class Deploy:
 
     # -- phase 5 ---------------------------------------------------------------------------
     def restart_consumers(self, problems: list[str], hosts: list[Host] | None = None,
-                          primary: Host | None = None) -> None:
+                          primary: Host | None = None,
+                          asked: consumers.Asked | None = None) -> None:
         """Queue consumers started from another release stop running its code (see
         :mod:`tasks.consumers`): Magento's poison pill (from ``primary``),
         ``DEPLOY_CONSUMERS_COMMAND``, then a look at what each of ``hosts`` (default:
@@ -613,7 +614,7 @@ class Deploy:
             with self.timeline.timed(primary.name, "consumers"):
                 reports = consumers.restart(primary, hosts, s,
                                             command=s.consumers_command,
-                                            stop_old=s.consumers_stop_old)
+                                            stop_old=s.consumers_stop_old, asked=asked)
         except Exception as exc:  # the release is live: report, never hide it
             problems.append(f"queue consumers could not be restarted: {exc}")
             return
@@ -677,9 +678,9 @@ class Deploy:
         problems: list[str] = []
         if back:
             primary = self.primary if self.primary in back else back[0]
-            problems, _ = flush_caches(back, s, self.strategies, self.summary,
-                                       self.live[primary.name] or "", self.timeline,
-                                       primary=primary)
+            problems, _, _ = flush_caches(back, s, self.strategies, self.summary,
+                                          self.live[primary.name] or "", self.timeline,
+                                          primary=primary)
             self.restart_consumers(problems, back, primary)
         old = self.live
         hint = ", ".join(f"{n}: fab switch-symlink --release={old[n]} --hosts={n}, then fab "
@@ -711,8 +712,13 @@ class Deploy:
         """
         s, record, summary = self.settings, self.record, self.summary
         assert record is not None
-        problems, flush_failed = flush_caches(self.hosts, s, self.strategies, summary,
-                                              self.release, self.timeline)
+        # Without a health check or a maintenance window to lift between them, the
+        # consumers' questions travel with cache:flush (the order stays: cache:flush, the
+        # poison pill, the look at each host's consumers).
+        ask = None if s.health_paths or self.flagged else (
+            lambda h: consumers.sections(s, h is self.primary))
+        problems, flush_failed, asked = flush_caches(self.hosts, s, self.strategies, summary,
+                                                     self.release, self.timeline, ask=ask)
         for name, exc in self.lift_maintenance(flush_failed).items():
             problems.append(f"maintenance could not be lifted on {name} ({exc}): the shop "
                             f"answers 503 there; run `fab maintenance-off --hosts={name}`")
@@ -720,7 +726,7 @@ class Deploy:
             summary.maintenance_seconds = time.monotonic() - self.window_start
             record.maintenance_seconds = round(summary.maintenance_seconds, 3)
         self.check_health(problems)  # first: a broken release is reverted before more runs
-        self.restart_consumers(problems)  # after the window: it never lengthens it
+        self.restart_consumers(problems, asked=asked)  # after the window: never lengthens it
         record.status, record.finished = LIVE, release.utc_now()
         record.note = redact("\n".join(problems))[:2000]  # masked whole, then cut
 
@@ -763,12 +769,15 @@ def state_report(hosts: list[Host], settings: Settings) -> str:
 
 def flush_caches(hosts: list[Host], settings: Settings, strategies: dict[str, str],
                  summary: Summary, rel: str, timeline: Timeline, *,
-                 primary: Host | None = None) -> tuple[list[str], set[str]]:
+                 primary: Host | None = None,
+                 ask: Callable[[Host], dict[str, str]] | None = None
+                 ) -> tuple[list[str], set[str], consumers.Asked]:
     """After a switch: OPcache on every host, then ``cache:flush`` once on ``primary``
     (default: the deploy's primary; one of ``hosts``).
 
-    Both always run. Returns the problems (each saying what to run next) and the hosts
-    whose OPcache flush failed.
+    Both always run. ``ask(host)``: more sections (:mod:`tasks.batch`) to send in the same
+    round trip as ``cache:flush`` (after it), on every host. Returns the problems (each
+    saying what to run next), the hosts whose OPcache flush failed, and the answers.
     """
     problems = []
     flush_failed = flush_everywhere(hosts, settings, strategies, summary)
@@ -778,13 +787,36 @@ def flush_caches(hosts: list[Host], settings: Settings, strategies: dict[str, st
                         "maintenance flag there). Fix the flush, run `fab flush-opcache`, then "
                         "`fab maintenance-off` if the state below shows it on")
     primary = primary or primary_of(hosts, settings)
+    flush = build.magento(settings, rel, "cache:flush")
+    asked: consumers.Asked = {}
     try:
         with timeline.timed(primary.name, "cache:flush"):
-            magento.cache_flush(primary, settings, rel)
+            if ask is None:
+                magento.cache_flush(primary, settings, rel)
+            else:
+                asked = ask_after_switch(hosts, primary, flush, ask)
+                exited, out = asked.get(primary.name, {}).get("cache_flush", (-1, ""))
+                if exited:
+                    raise StepFailed(primary.name, "cache:flush", flush, exited, out)
     except StepFailed as exc:
         problems.append(f"{exc}\ncache:flush failed: run `bin/magento cache:flush` in "
                         f"{settings.current} on {primary.name}")
-    return problems, flush_failed
+    return problems, flush_failed, asked
+
+
+def ask_after_switch(hosts: list[Host], primary: Host, flush: str,
+                     ask: Callable[[Host], dict[str, str]]) -> consumers.Asked:
+    """``cache:flush`` on ``primary`` and ``ask(host)`` on every host: one round trip per
+    host. A host whose round trip failed has no answers (its questions are asked again
+    by whoever needs them); the primary's failure is ``cache:flush``'s."""
+    def one(host: Host) -> dict[str, tuple[int, str]]:
+        first = {"cache_flush": flush} if host is primary else {}
+        return batch.ask(host, {**first, **ask(host)}, step="after switch")
+
+    answers = on_all(hosts, one)
+    if isinstance(answers[primary.name], StepFailed):
+        raise answers[primary.name]  # type: ignore[misc]
+    return {name: a for name, a in answers.items() if not isinstance(a, BaseException)}
 
 
 def flush_everywhere(hosts: list[Host], settings: Settings, strategies: dict[str, str],

@@ -178,7 +178,7 @@ def rollback(hosts: list[Host], settings: Settings, *, to: str | None = None,
                 summary.warnings.append(
                     f"forced across a schema change ({', '.join(movers)}): the DATABASE WAS NOT "
                     "rolled back; the old code now runs against the newer schema")
-            problems, _ = flush_caches(hosts, settings, strategies, summary, target, timeline)
+            problems, _, _ = flush_caches(hosts, settings, strategies, summary, target, timeline)
             recorded = on_all(hosts, lambda h: _records_after(
                 h, settings, live[h.name], target, summary, rejected_at, rejected_by))
             unrecorded = failures(recorded)
