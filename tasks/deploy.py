@@ -730,13 +730,28 @@ class Deploy:
         record.status, record.finished = LIVE, release.utc_now()
         record.note = redact("\n".join(problems))[:2000]  # masked whole, then cut
 
-        def one(host: Host) -> None:
+        def one(host: Host) -> str:
+            """Two round trips: our record written + what is there read, then the record
+            of the release we replaced + pruning."""
             old = self.live[host.name]
-            release.write_record(host, s, replace(record, steps=self.timeline.by_step(
+            ours = release.record_step(s, replace(record, steps=self.timeline.by_step(
                 host.name), replaced=(old or "") if old != self.release else ""))
+            answers = batch.ask(host, {"record": ours.command,
+                                       "records": release.records_command(s),
+                                       "releases": release.scan_command(s)}, step="finish")
+            for name, step in (("record", ours.command), ("records", "records"),
+                               ("releases", "list releases")):
+                if answers.get(name, (-1, ""))[0]:
+                    raise StepFailed(host.name, name, step, answers.get(name, (-1, ""))[0],
+                                     answers.get(name, (-1, "no answer"))[1])
+            records = release.parse_records(answers["records"][1])
+            first: tuple[Step, ...] = ()
             if old and old != self.release:
-                mark(host, s, old, PREVIOUS)
-            return prune(host, s, protect={self.release, old or ""})
+                rec = records.get(old) or release.adopted_record(host, s, old)
+                records[old] = replace(rec, status=PREVIOUS)
+                first = (release.record_step(s, records[old]),)
+            return prune(host, s, protect={self.release, old or ""}, first=first,
+                         known=(records, release.parse_scan(answers["releases"][1])))
 
         for name, pruned in on_all(self.hosts, one).items():
             if isinstance(pruned, BaseException):
@@ -1110,24 +1125,40 @@ def mark(host: Host, settings: Settings, rel: str, status: str) -> None:
     release.write_record(host, settings, rec)
 
 
-def prune(host: Host, settings: Settings, *, protect: set[str], dry: bool = False) -> str:
+def prune(host: Host, settings: Settings, *, protect: set[str], dry: bool = False,
+          known: tuple[dict[str, ReleaseRecord], list[release.Folder]] | None = None,
+          first: tuple[Step, ...] = ()) -> str:
     """Remove old release folders on ``host`` (see :func:`release.plan_prune`); say what
     went, the space freed, and which folders were left alone because they are not
-    releases ("" when there is nothing to say)."""
-    records = release.read_records(host, settings)
-    present = release.list_releases(host, settings, records)
+    releases ("" when there is nothing to say).
+
+    ``known``: the host's records and ``releases/`` folders, when already read; ``first``:
+    steps to send in the same round trip as the removal (they must succeed first)."""
+    records, folders = known or (release.read_records(host, settings),
+                                 release.scan(host, settings))
+    present = release.order(folders, records)
     plan = release.plan_prune(present.ordered, records, keep=settings.keep_releases,
                               protected={p for p in protect if p})
-    lines = []
+    lines, commands = [], {f"first{i}": step.command for i, step in enumerate(first)}
     if plan.remove:
         paths = " ".join(q(settings.release_dir(r)) for r in plan.remove)
-        freed = host.run(f"du -sk {paths} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'",
-                         step="prune", echo=False, warn=True).stdout.strip()
+        commands["freed"] = f"du -sk {paths} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'"
         if not dry:
-            host.run("; ".join(release.remove_release_cmd(settings, r) for r in plan.remove),
-                     step="prune", echo=False)
+            commands["prune"] = "; ".join(release.remove_release_cmd(settings, r)
+                                          for r in plan.remove)
+    answers = batch.ask(host, commands, step="prune") if commands else {}
+    for i, step in enumerate(first):
+        exited, out = answers.get(f"first{i}", (-1, "no answer"))
+        if exited:
+            raise StepFailed(host.name, step.name, step.command, exited, out)
+    if plan.remove:
+        if not dry and answers.get("prune", (-1, ""))[0]:
+            raise StepFailed(host.name, "prune", commands["prune"], answers.get(
+                "prune", (-1, ""))[0], answers.get("prune", (-1, "no answer"))[1])
+        freed = answers.get("freed", (0, "0"))[1].strip().splitlines()[-1:] or ["0"]
+        kib = int(freed[0]) if freed[0].isdigit() else 0
         lines.append(f"[{host.name}] {'would remove' if dry else 'removed'} "
-                     f"{', '.join(plan.remove)} ({int(freed or 0) / 1024:.1f} MiB freed)")
+                     f"{', '.join(plan.remove)} ({kib / 1024:.1f} MiB freed)")
     if present.foreign:
         lines.append(f"[{host.name}] left alone in {settings.releases_dir}, not releases (no "
                      f"app/etc, no record): {', '.join(present.foreign)}")

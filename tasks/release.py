@@ -141,11 +141,16 @@ def update_record(host: Host, settings: Settings, rel: str, **changes: object) -
 
 def read_records(host: Host, settings: Settings) -> dict[str, ReleaseRecord]:
     """Every record on the host, by id (one SSH round trip)."""
-    out = host.run(
-        f"cd {q(settings.history_dir)} 2>/dev/null && for f in *.json; do "
-        f'[ -f "$f" ] && printf \'%s\\0\' "$(cat "$f")"; done; true',
-        step="records", echo=False,
-    ).stdout
+    return parse_records(host.run(records_command(settings), step="records", echo=False).stdout)
+
+
+def records_command(settings: Settings) -> str:
+    """Prints every record, each followed by a NUL byte (see :func:`parse_records`)."""
+    return (f"cd {q(settings.history_dir)} 2>/dev/null && for f in *.json; do "
+            f'[ -f "$f" ] && printf \'%s\\0\' "$(cat "$f")"; done; true')
+
+
+def parse_records(out: str) -> dict[str, ReleaseRecord]:
     records = {}
     for chunk in out.split("\0"):
         if chunk.strip():
@@ -168,16 +173,25 @@ class Folder:
 
 def scan(host: Host, settings: Settings) -> list[Folder]:
     """Every directory in ``releases/`` with its mtime (one SSH round trip)."""
-    out = host.run(
-        f"cd {q(settings.releases_dir)} 2>/dev/null || exit 0; for d in *; do"
-        ' [ -d "$d" ] && [ ! -L "$d" ] || continue;'
-        ' if [ -d "$d/app/etc" ]; then e=1; else e=0; fi;'
-        ' printf \'%s %s %s\\n\' "$(stat -c %Y -- "$d")" "$e" "$d"; done',
-        step="list releases", echo=False).stdout
+    return parse_scan(host.run(scan_command(settings), step="list releases", echo=False).stdout)
+
+
+def scan_command(settings: Settings) -> str:
+    """Prints ``<mtime> <1 if app/etc> <name>`` per directory of ``releases/``."""
+    return (f"cd {q(settings.releases_dir)} 2>/dev/null || exit 0; for d in *; do"
+            ' [ -d "$d" ] && [ ! -L "$d" ] || continue;'
+            ' if [ -d "$d/app/etc" ]; then e=1; else e=0; fi;'
+            ' printf \'%s %s %s\\n\' "$(stat -c %Y -- "$d")" "$e" "$d"; done')
+
+
+def parse_scan(out: str) -> list[Folder]:
     folders = []
     for line in out.splitlines():
-        mtime, has_etc, name = line.split(" ", 2)
-        folders.append(Folder(name, float(mtime), has_etc == "1"))
+        try:
+            mtime, has_etc, name = line.split(" ", 2)
+            folders.append(Folder(name, float(mtime), has_etc == "1"))
+        except ValueError:
+            continue  # not a line of the scan (a message on stderr)
     return folders
 
 
