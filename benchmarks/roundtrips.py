@@ -73,7 +73,7 @@ def counting() -> Iterator[Calls]:
     (see ``hosts.in_threads``); only the worker's call, which sends the command, counts.
     """
     calls = Calls()
-    run, open_ = Host.run, Host.open
+    run, open_, together = Host.run, Host.open, Host.run_together
 
     def counted_run(self: Host, command: str, **kw: object):  # type: ignore[no-untyped-def]
         if threading.current_thread() is threading.main_thread():
@@ -84,6 +84,13 @@ def counting() -> Iterator[Calls]:
         finally:
             calls.add(str(kw.get("step", "run")), time.perf_counter() - start)
 
+    def counted_together(self: Host, command: str, barrier: object, **kw: object):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return together(self, command, barrier, **kw)  # type: ignore[arg-type]
+        finally:
+            calls.add(str(kw.get("step", "run")), time.perf_counter() - start)
+
     def counted_open(self: Host) -> None:
         fresh = not self.is_local and not self.runner.is_connected  # type: ignore[attr-defined]
         open_(self)
@@ -91,7 +98,8 @@ def counting() -> Iterator[Calls]:
             calls.add("connect", 0.0)
 
     Host.run, Host.open = counted_run, counted_open  # type: ignore[method-assign]
+    Host.run_together = counted_together  # type: ignore[method-assign]
     try:
         yield calls
     finally:
-        Host.run, Host.open = run, open_  # type: ignore[method-assign]
+        Host.run, Host.open, Host.run_together = run, open_, together  # type: ignore[method-assign]

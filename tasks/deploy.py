@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -860,9 +861,12 @@ def switch_all(hosts: list[Host], settings: Settings, rel: str,
 
     Returns, per host, when its switch finished (monotonic seconds).
     """
+    step = switch.switch(settings, rel)  # prepared once; sent by every host at one moment
+    barrier = threading.Barrier(len(hosts))
+
     def one(host: Host) -> float:
         with timeline.timed(host.name, "switch"):
-            switch.point_current(host, settings, rel)
+            host.run_together(step.command, barrier, step=step.name)
         return time.monotonic()
 
     def back(host: Host) -> None:

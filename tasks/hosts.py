@@ -237,6 +237,59 @@ class Host:
                              result.stdout + result.stderr)
         return result
 
+    def run_together(self, command: str, barrier: threading.Barrier, *, step: str,
+                     timeout: int | None = None) -> Result | SimpleResult:
+        """Run ``command`` at the same moment as the other hosts waiting on ``barrier``.
+
+        Everything that takes time is done first (connection, SSH channel opened: a round
+        trip); at the barrier only the exec request remains to be sent, so the commands of
+        several hosts start within a few milliseconds of each other (the switch). Called
+        from worker threads (:func:`on_all`); raises :class:`StepFailed` naming the host,
+        also when another host could not get ready (then nothing was sent from here).
+        A local host runs it with :meth:`run` after the barrier.
+        """
+        if self.is_local:
+            barrier.wait()
+            return self.run(command, step=step, echo=False, timeout=timeout)
+        limit = timeout or self.timeout
+        if self.verbose:
+            say(f"[{self.name}] $ {command}")
+        try:
+            self.open()
+            channel = self.runner.transport.open_session(timeout=limit)  # type: ignore[attr-defined]
+        except Exception as exc:
+            barrier.abort()
+            raise StepFailed(self.name, step, command, None, f"{type(exc).__name__}: {exc}") \
+                from exc
+        try:
+            try:
+                barrier.wait(timeout=limit)
+            except threading.BrokenBarrierError as exc:
+                raise StepFailed(self.name, step, command, None, "not sent: another host could "
+                                 "not get ready for it at the same time") from exc
+            return self._exec(channel, command, step, limit)
+        finally:
+            channel.close()
+
+    def _exec(self, channel: paramiko.Channel, command: str, step: str,
+              limit: int) -> SimpleResult:
+        """Run ``command`` on an open channel; the result or :class:`StepFailed`."""
+        bounded = f'timeout -k 30 {limit} "${{SHELL:-sh}}" -c {q(command)}'
+        try:
+            channel.settimeout(limit + 60)
+            channel.exec_command(bounded)
+            out = channel.makefile("r").read().decode(errors="replace")
+            err = channel.makefile_stderr("r").read().decode(errors="replace")
+            exited = channel.recv_exit_status()
+        except Exception as exc:  # the connection dropped: the outcome is unknown
+            raise StepFailed(self.name, step, command, None,
+                             f"{type(exc).__name__}: {exc}") from exc
+        if exited != 0:
+            raise StepFailed(self.name, step, command, None if exited == NO_EXIT_STATUS
+                             else exited, out + err, timed_out=exited in (TIMED_OUT,
+                                                                          TIMED_OUT_KILLED))
+        return SimpleResult(out, err, exited)
+
     def test(self, command: str) -> bool:
         """True when ``command`` exits 0 (a question, never an error)."""
         return self.run(command, step="check", warn=True, echo=False).ok
@@ -247,6 +300,14 @@ class Host:
 
     def __repr__(self) -> str:
         return f"Host({self.name!r})"
+
+
+class SimpleResult:
+    """What :meth:`Host.run_together` returns: like Invoke's Result, the parts we read."""
+
+    def __init__(self, stdout: str, stderr: str, exited: int):
+        self.stdout, self.stderr, self.exited = stdout, stderr, exited
+        self.ok, self.failed = exited == 0, exited != 0
 
 
 class _WholeInput(io.StringIO):
