@@ -47,14 +47,17 @@ def phase_of(step: str) -> str:
 
 @dataclass
 class Calls:
-    """Round trips seen: (step, seconds) in call order, all hosts together."""
+    """Round trips seen: (step, seconds) in call order, all hosts together, and when each
+    started (``time.time()``, to match the fake Magento's command log)."""
 
     steps: list[tuple[str, float]] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, step: str, seconds: float) -> None:
         with self.lock:
             self.steps.append((step, seconds))
+            self.started.append(time.time() - seconds)
 
     def per_phase(self) -> Counter[str]:
         return Counter(phase_of(step) for step, _ in self.steps)
