@@ -76,7 +76,8 @@ def counting() -> Iterator[Calls]:
     (see ``hosts.in_threads``); only the worker's call, which sends the command, counts.
     """
     calls = Calls()
-    run, open_, together = Host.run, Host.open, Host.run_together
+    run, open_ = Host.run, Host.open
+    together = getattr(Host, "run_together", None)  # absent before the switch used a barrier
 
     def counted_run(self: Host, command: str, **kw: object):  # type: ignore[no-untyped-def]
         if threading.current_thread() is threading.main_thread():
@@ -101,8 +102,11 @@ def counting() -> Iterator[Calls]:
             calls.add("connect", 0.0)
 
     Host.run, Host.open = counted_run, counted_open  # type: ignore[method-assign]
-    Host.run_together = counted_together  # type: ignore[method-assign]
+    if together:
+        Host.run_together = counted_together  # type: ignore[method-assign]
     try:
         yield calls
     finally:
-        Host.run, Host.open, Host.run_together = run, open_, together  # type: ignore[method-assign]
+        Host.run, Host.open = run, open_  # type: ignore[method-assign]
+        if together:
+            Host.run_together = together  # type: ignore[method-assign]
