@@ -13,7 +13,8 @@ Per host, ONE command (one SSH round trip) runs every check inside the new relea
 output between markers carrying a random token, so no output can fake a marker:
 
 ``boot``
-    ``bin/magento --version`` exits 0 (the autoloader and the application start).
+    the autoloader and the application start: ``deploy:mode:show`` (below) ran, or else
+    ``bin/magento --version`` says why it cannot (one boot when all is well, not two).
 ``mode``
     ``bin/magento deploy:mode:show`` says ``Current application mode: production.``
     (Magento's ``ShowModeCommand`` wording).
