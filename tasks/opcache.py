@@ -140,7 +140,7 @@ def choose(host: Host, settings: Settings, *, probe: bool = True,
     ``probe`` (default), ``fcgi`` and ``url`` make one status-only request the way the
     flush will, so a missing socket, socket permissions, PrivateTmp, open_basedir,
     limit_extensions or a pool without OPcache stop the deploy while nothing has changed.
-    ``found``: the sockets :data:`DISCOVER` printed, when the caller already asked.
+    ``found``: the sockets :func:`discover_command` printed, when the caller already asked.
     """
     strategy, sockets = settings.opcache, settings.fpm_sockets
     if strategy in ("auto", "fcgi"):
@@ -193,18 +193,21 @@ def _none_warning(settings: Settings) -> str:
 
 def discover_sockets(host: Host) -> list[str]:
     """FPM sockets in the usual places, symlinks resolved (Debian's php-fpm.sock alias)."""
-    out = host.run(DISCOVER, step="find PHP-FPM sockets", warn=True, echo=False)
+    out = host.run(discover_command(), step="find PHP-FPM sockets", warn=True, echo=False)
     return out.stdout.split()
 
 
-DISCOVER = (f"for s in {' '.join(SOCKET_GLOBS)}; do [ -S \"$s\" ] && readlink -f \"$s\"; done"
-            " | sort -u")
+def discover_command() -> str:
+    """Prints the FPM sockets found in :data:`SOCKET_GLOBS` (read now: tests point it at
+    their own hosts), one per line."""
+    return (f"for s in {' '.join(SOCKET_GLOBS)}; do [ -S \"$s\" ] && readlink -f \"$s\";"
+            " done | sort -u")
 
 
 def _sockets(host: Host, settings: Settings, strategy: str,
              found: list[str] | None = None) -> tuple[str, ...]:
     """``DEPLOY_FPM_SOCKET``, else the one socket found; several found is an error.
-    ``found``: what :data:`DISCOVER` printed, when the caller already asked."""
+    ``found``: what :func:`discover_command` printed, when the caller already asked."""
     if settings.fpm_sockets:
         return settings.fpm_sockets
     found = discover_sockets(host) if found is None else found

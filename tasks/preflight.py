@@ -60,7 +60,7 @@ def command(settings: Settings, token: str) -> str:
     rest["live"] = release.live_command(s)
     rest["flag"] = flag_command(s)
     if s.opcache in ("auto", "fcgi") and not s.fpm_sockets:
-        rest["sockets"] = opcache.DISCOVER
+        rest["sockets"] = opcache.discover_command()
     return batch.script(token, {"uid": "id -u"}) + stop + batch.script(token, rest)
 
 
