@@ -18,19 +18,44 @@ final class Application
 {
     public const NAME = 'Magento CLI';
 
-    private const COMMANDS = [
-        Command\ListCommand::class, Command\HelpCommand::class,
-        Command\SetupUpgradeCommand::class, Command\DbStatusCommand::class,
-        Command\DiCompileCommand::class, Command\StaticContentDeployCommand::class,
-        Command\ConfigImportCommand::class, Command\ConfigStatusCommand::class,
-        Command\MaintenanceEnableCommand::class, Command\MaintenanceDisableCommand::class,
-        Command\MaintenanceStatusCommand::class, Command\MaintenanceAllowIpsCommand::class,
-        Command\CacheFlushCommand::class, Command\CacheCleanCommand::class,
-        Command\CacheStatusCommand::class, Command\ModeShowCommand::class,
-        Command\ModuleStatusCommand::class, Command\CronRunCommand::class,
-        Command\CronInstallCommand::class, Command\ConsumersStartCommand::class,
-        Command\ConsumersRestartCommand::class, Command\ConfigShowCommand::class,
+    /**
+     * The commands, name => class, registered like Symfony's lazy command loader
+     * (FactoryCommandLoader) does: a command's class is loaded only when that command runs
+     * (`list` loads them all), so a bin/magento run compiles little more than it needs.
+     *
+     * The setup commands (and app:config:import) exist before Magento is installed.
+     */
+    private const SETUP_COMMANDS = [
+        'help' => Command\HelpCommand::class,
+        'list' => Command\ListCommand::class,
+        'app:config:import' => Command\ConfigImportCommand::class,
+        'maintenance:allow-ips' => Command\MaintenanceAllowIpsCommand::class,
+        'maintenance:disable' => Command\MaintenanceDisableCommand::class,
+        'maintenance:enable' => Command\MaintenanceEnableCommand::class,
+        'maintenance:status' => Command\MaintenanceStatusCommand::class,
+        'module:status' => Command\ModuleStatusCommand::class,
+        'setup:db:status' => Command\DbStatusCommand::class,
+        'setup:di:compile' => Command\DiCompileCommand::class,
+        'setup:static-content:deploy' => Command\StaticContentDeployCommand::class,
+        'setup:upgrade' => Command\SetupUpgradeCommand::class,
     ];
+
+    /** Commands registered by modules (di.xml): they exist only once Magento is installed. */
+    private const MODULE_COMMANDS = [
+        'app:config:status' => Command\ConfigStatusCommand::class,
+        'cache:clean' => Command\CacheCleanCommand::class,
+        'cache:flush' => Command\CacheFlushCommand::class,
+        'cache:status' => Command\CacheStatusCommand::class,
+        'config:show' => Command\ConfigShowCommand::class,
+        'cron:install' => Command\CronInstallCommand::class,
+        'cron:run' => Command\CronRunCommand::class,
+        'deploy:mode:show' => Command\ModeShowCommand::class,
+        'queue:consumers:restart' => Command\ConsumersRestartCommand::class,
+        'queue:consumers:start' => Command\ConsumersStartCommand::class,
+    ];
+
+    /** alias => command name, in the order of the commands' names */
+    private const ALIASES = ['c:c' => 'cache:clean', 'c:f' => 'cache:flush', 'c:s' => 'cache:status'];
 
     private readonly Shop $shop;
 
@@ -70,7 +95,7 @@ final class Application
             $command->getName()
         );
         if ($input->getOption('help')) {
-            return (new Command\HelpCommand())->describe($command, $output);
+            return (new Command\HelpCommand('help'))->describe($command, $output);
         }
         $fault = Faults::forCommand($this->shop->config, $command->getName());
         Faults::sleep($fault);
@@ -101,36 +126,40 @@ final class Application
         return $code;
     }
 
+    /** @return array<string, class-string<Command>> name => class, as registered right now, by name */
+    private function registered(): array
+    {
+        $commands = self::SETUP_COMMANDS + ($this->shop->config->isAvailable() ? self::MODULE_COMMANDS : []);
+        ksort($commands);
+        return $commands;
+    }
+
     /** @return array<string, Command> name => command, as registered right now */
     public function commands(): array
     {
-        $installed = $this->shop->config->isAvailable();
         $commands = [];
-        foreach (self::COMMANDS as $class) {
-            $command = new $class();
-            if ($installed || !$command->requiresInstalledApp()) {
-                $commands[$command->getName()] = $command;
-            }
+        foreach (array_keys($this->registered()) as $name) {
+            $commands[$name] = self::command($name);
         }
-        ksort($commands);
         return $commands;
+    }
+
+    private static function command(string $name): Command
+    {
+        $class = self::SETUP_COMMANDS[$name] ?? self::MODULE_COMMANDS[$name];
+        return new $class($name);
     }
 
     /** Symfony Application::find(). */
     public function find(string $name): Command
     {
-        $commands = $this->commands();
-        $aliases = [];
-        foreach ($commands as $command) {
-            foreach ($command->getAliases() as $alias) {
-                $aliases[$alias] = $command;
-            }
-        }
+        $commands = $this->registered();
+        $aliases = array_filter(self::ALIASES, static fn (string $command): bool => isset($commands[$command]));
         if (isset($commands[$name])) {
-            return $commands[$name];
+            return self::command($name);
         }
         if (isset($aliases[$name])) {
-            return $aliases[$name];
+            return self::command($aliases[$name]);
         }
         $all = [...array_keys($commands), ...array_keys($aliases)];
         $expr = self::abbreviationPattern($name);
@@ -142,15 +171,14 @@ final class Application
             throw new ConsoleException(sprintf('Command "%s" is not defined.', $name)
                 . self::didYouMean(self::alternatives($name, $all)));
         }
-        $resolved = [];
-        foreach ($matches as $match) {
-            $command = $commands[$match] ?? $aliases[$match];
-            $resolved[$command->getName()] = $command;
-        }
+        $resolved = array_values(array_unique(array_map(
+            static fn (string $match): string => $aliases[$match] ?? $match,
+            $matches
+        )));
         if (count($resolved) > 1) {
             $list = array_map(
-                static fn (Command $c) => '    ' . $c->getName() . ' ' . $c->getDescription(),
-                array_values($resolved)
+                static fn (string $command) => '    ' . $command . ' ' . self::command($command)->getDescription(),
+                $resolved
             );
             throw new ConsoleException(sprintf(
                 "Command \"%s\" is ambiguous.\nDid you mean one of these?\n%s.",
@@ -158,7 +186,7 @@ final class Application
                 implode("\n", $list)
             ));
         }
-        return reset($resolved);
+        return self::command($resolved[0]);
     }
 
     /** Symfony Application::findNamespace(): throws when no namespace matches. */

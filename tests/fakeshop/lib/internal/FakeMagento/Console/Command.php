@@ -11,15 +11,17 @@ abstract class Command
     public const SUCCESS = 0;
     public const FAILURE = 1;
 
-    abstract public function getName(): string;
+    /** Like Symfony's `new Command($name)`: the name the application registered it under. */
+    public function __construct(private readonly string $name)
+    {
+    }
+
+    public function getName(): string
+    {
+        return $this->name;
+    }
 
     abstract public function getDescription(): string;
-
-    /** @return string[] */
-    public function getAliases(): array
-    {
-        return [];
-    }
 
     /** @return Option[] */
     public function getOptions(): array
@@ -31,15 +33,6 @@ abstract class Command
     public function getArguments(): array
     {
         return [];
-    }
-
-    /**
-     * Commands registered by modules (di.xml) exist only once Magento is installed; the
-     * setup commands (and app:config:import) are there before.
-     */
-    public function requiresInstalledApp(): bool
-    {
-        return false;
     }
 
     /**

@@ -21,11 +21,6 @@ abstract class AbstractCacheManageCommand extends Command
 
     abstract protected function getDisplayMessage(): string;
 
-    public function requiresInstalledApp(): bool
-    {
-        return true;
-    }
-
     public function getArguments(): array
     {
         return [new Argument('types', true, 'List of cache types, space separated. If omitted, all caches will be affected')];

@@ -7,16 +7,6 @@ use FakeMagento\Shop;
 
 final class CacheCleanCommand extends AbstractCacheManageCommand
 {
-    public function getName(): string
-    {
-        return 'cache:clean';
-    }
-
-    public function getAliases(): array
-    {
-        return ['c:c'];
-    }
-
     public function getDescription(): string
     {
         return 'Cleans cache type(s)';

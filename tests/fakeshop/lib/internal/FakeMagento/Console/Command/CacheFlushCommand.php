@@ -7,16 +7,6 @@ use FakeMagento\Shop;
 
 final class CacheFlushCommand extends AbstractCacheManageCommand
 {
-    public function getName(): string
-    {
-        return 'cache:flush';
-    }
-
-    public function getAliases(): array
-    {
-        return ['c:f'];
-    }
-
     public function getDescription(): string
     {
         return 'Flushes cache storage used by cache type(s)';

@@ -13,24 +13,9 @@ use FakeMagento\Shop;
 
 final class CacheStatusCommand extends Command
 {
-    public function getName(): string
-    {
-        return 'cache:status';
-    }
-
-    public function getAliases(): array
-    {
-        return ['c:s'];
-    }
-
     public function getDescription(): string
     {
         return 'Checks cache status';
-    }
-
-    public function requiresInstalledApp(): bool
-    {
-        return true;
     }
 
     public function getOptions(): array

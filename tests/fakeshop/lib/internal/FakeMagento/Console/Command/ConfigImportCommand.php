@@ -16,11 +16,6 @@ use FakeMagento\Shop;
 
 final class ConfigImportCommand extends Command
 {
-    public function getName(): string
-    {
-        return 'app:config:import';
-    }
-
     public function getDescription(): string
     {
         return 'Import data from shared configuration files to appropriate data storage';

@@ -35,11 +35,6 @@ final class ConfigShowCommand extends Command
     private mixed $scope = null;
     private mixed $scopeCode = null;
 
-    public function getName(): string
-    {
-        return 'config:show';
-    }
-
     public function getDescription(): string
     {
         return 'Shows configuration value for given path. If path is not specified, all saved values will be shown';
@@ -58,11 +53,6 @@ final class ConfigShowCommand extends Command
             new Option('scope-code', null, Option::OPTIONAL,
                 'Scope code (required only if scope is not `default`)', ''),
         ];
-    }
-
-    public function requiresInstalledApp(): bool
-    {
-        return true;
     }
 
     public function failureStream(): string

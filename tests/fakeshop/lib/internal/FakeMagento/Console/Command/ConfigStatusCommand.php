@@ -13,19 +13,9 @@ final class ConfigStatusCommand extends Command
 {
     public const EXIT_CODE_CONFIG_IMPORT_REQUIRED = 2;
 
-    public function getName(): string
-    {
-        return 'app:config:status';
-    }
-
     public function getDescription(): string
     {
         return 'Checks if config propagation requires update';
-    }
-
-    public function requiresInstalledApp(): bool
-    {
-        return true;
     }
 
     public function execute(Input $input, Output $output, Shop $shop): int

@@ -16,19 +16,9 @@ use FakeMagento\Shop;
 
 final class ConsumersRestartCommand extends Command
 {
-    public function getName(): string
-    {
-        return 'queue:consumers:restart';
-    }
-
     public function getDescription(): string
     {
         return 'Restart MessageQueue consumers';
-    }
-
-    public function requiresInstalledApp(): bool
-    {
-        return true;
     }
 
     public function execute(Input $input, Output $output, Shop $shop): int

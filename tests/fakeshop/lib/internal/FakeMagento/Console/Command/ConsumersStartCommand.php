@@ -33,19 +33,9 @@ final class ConsumersStartCommand extends Command
     private const SLEEP = 1;          // ConsumerConfiguration::getSleep() default
     private const SUBSCRIBE_INTERVAL = 5; // MysqlMq\Model\Driver\Queue $interval
 
-    public function getName(): string
-    {
-        return 'queue:consumers:start';
-    }
-
     public function getDescription(): string
     {
         return 'Start MessageQueue consumer';
-    }
-
-    public function requiresInstalledApp(): bool
-    {
-        return true;
     }
 
     public function getArguments(): array

@@ -19,19 +19,9 @@ use FakeMagento\Shop;
 
 final class CronInstallCommand extends Command
 {
-    public function getName(): string
-    {
-        return 'cron:install';
-    }
-
     public function getDescription(): string
     {
         return 'Generates and installs crontab for current user';
-    }
-
-    public function requiresInstalledApp(): bool
-    {
-        return true;
     }
 
     public function failureStream(): string

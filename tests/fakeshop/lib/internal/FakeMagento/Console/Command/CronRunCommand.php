@@ -27,19 +27,9 @@ use FakeMagento\Shop;
 
 final class CronRunCommand extends Command
 {
-    public function getName(): string
-    {
-        return 'cron:run';
-    }
-
     public function getDescription(): string
     {
         return 'Runs jobs by schedule';
-    }
-
-    public function requiresInstalledApp(): bool
-    {
-        return true;
     }
 
     public function getOptions(): array

@@ -17,11 +17,6 @@ final class DbStatusCommand extends SetupCommand
 {
     public const EXIT_CODE_UPGRADE_REQUIRED = 2;
 
-    public function getName(): string
-    {
-        return 'setup:db:status';
-    }
-
     public function getDescription(): string
     {
         return 'Checks if DB schema or data requires upgrade';

@@ -26,11 +26,6 @@ final class DiCompileCommand extends SetupCommand
         'Interception cache generation', 'App action list generation', 'Plugin list generation',
     ];
 
-    public function getName(): string
-    {
-        return 'setup:di:compile';
-    }
-
     public function getDescription(): string
     {
         return 'Generates DI configuration and all missing classes that can be auto-generated';

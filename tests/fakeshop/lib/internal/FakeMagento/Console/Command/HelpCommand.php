@@ -13,11 +13,6 @@ use FakeMagento\Shop;
 
 final class HelpCommand extends Command
 {
-    public function getName(): string
-    {
-        return 'help';
-    }
-
     public function getDescription(): string
     {
         return 'Display help for a command';

@@ -13,11 +13,6 @@ use FakeMagento\Shop;
 
 final class ListCommand extends Command
 {
-    public function getName(): string
-    {
-        return 'list';
-    }
-
     public function getDescription(): string
     {
         return 'List commands';

@@ -14,11 +14,6 @@ use FakeMagento\Shop;
 
 final class MaintenanceAllowIpsCommand extends SetupCommand
 {
-    public function getName(): string
-    {
-        return 'maintenance:allow-ips';
-    }
-
     public function getDescription(): string
     {
         return 'Sets maintenance mode exempt IPs';

@@ -5,11 +5,6 @@ namespace FakeMagento\Console\Command;
 
 final class MaintenanceDisableCommand extends AbstractMaintenanceCommand
 {
-    public function getName(): string
-    {
-        return 'maintenance:disable';
-    }
-
     public function getDescription(): string
     {
         return 'Disables maintenance mode';

@@ -5,11 +5,6 @@ namespace FakeMagento\Console\Command;
 
 final class MaintenanceEnableCommand extends AbstractMaintenanceCommand
 {
-    public function getName(): string
-    {
-        return 'maintenance:enable';
-    }
-
     public function getDescription(): string
     {
         return 'Enables maintenance mode';

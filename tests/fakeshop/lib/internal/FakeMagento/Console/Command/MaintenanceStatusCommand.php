@@ -14,11 +14,6 @@ use FakeMagento\Shop;
 
 final class MaintenanceStatusCommand extends SetupCommand
 {
-    public function getName(): string
-    {
-        return 'maintenance:status';
-    }
-
     public function getDescription(): string
     {
         return 'Displays maintenance mode status';

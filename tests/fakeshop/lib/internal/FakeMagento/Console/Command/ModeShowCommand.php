@@ -11,19 +11,9 @@ use FakeMagento\Shop;
 
 final class ModeShowCommand extends Command
 {
-    public function getName(): string
-    {
-        return 'deploy:mode:show';
-    }
-
     public function getDescription(): string
     {
         return 'Displays current application mode.';
-    }
-
-    public function requiresInstalledApp(): bool
-    {
-        return true;
     }
 
     public function execute(Input $input, Output $output, Shop $shop): int

@@ -11,11 +11,6 @@ use FakeMagento\Shop;
 
 final class ModuleStatusCommand extends SetupCommand
 {
-    public function getName(): string
-    {
-        return 'module:status';
-    }
-
     public function getDescription(): string
     {
         return 'Displays status of modules';

@@ -34,11 +34,6 @@ final class SetupUpgradeCommand extends SetupCommand
     /** Installer::installDataFixtures() disables these page-level caches meanwhile. */
     private const FRONTEND_CACHES = ['layout', 'block_html', 'full_page'];
 
-    public function getName(): string
-    {
-        return 'setup:upgrade';
-    }
-
     public function getDescription(): string
     {
         return 'Upgrades the Magento application, DB data, and schema';

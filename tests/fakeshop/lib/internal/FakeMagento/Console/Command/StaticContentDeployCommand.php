@@ -27,11 +27,6 @@ final class StaticContentDeployCommand extends Command
 {
     private const STRATEGIES = ['quick', 'standard', 'compact'];
 
-    public function getName(): string
-    {
-        return 'setup:static-content:deploy';
-    }
-
     public function getDescription(): string
     {
         return 'Deploys static view files';
