@@ -53,13 +53,14 @@ def sections(output: str, token: str) -> dict[str, tuple[int, str]]:
 
 def chain(steps: list[Step], token: str) -> Step:
     """Several steps as one command (one round trip), in order, stopping at the first that
-    fails; that one names itself on stderr (see :func:`run_chain`). Only the first step
-    may read stdin (the steps' inputs are joined, and the later ones never read it)."""
-    if any(step.stdin for step in steps[1:]):
-        raise ValueError("only the first step of a chain may have stdin")
-    parts = [f"{{ {step.command}\n}} || {{ rc=$?; printf '\\n@@%s failed %s\\n' {token} "
-             f"{q(step.name)} >&2; exit $rc; }}" for step in steps]
-    return Step(" + ".join(step.name for step in steps), "\n".join(parts), steps[0].stdin)
+    fails; that one names itself on stderr (see :func:`run_chain`). The steps' inputs are
+    sent one after the other; a step without input reads ``/dev/null``, so it can never
+    swallow the input of a later step (a credential read by ``checkout``)."""
+    parts = [f"{{ {step.command}\n}}{'' if step.stdin else ' </dev/null'} || {{ rc=$?; "
+             f"printf '\\n@@%s failed %s\\n' {token} {q(step.name)} >&2; exit $rc; }}"
+             for step in steps]
+    stdin = "".join(step.stdin or "" for step in steps) or None
+    return Step(" + ".join(step.name for step in steps), "\n".join(parts), stdin)
 
 
 def run_chain(host: Host, steps: list[Step], timeout: int | None = None) -> None:

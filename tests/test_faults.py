@@ -19,7 +19,7 @@ Magento's fault hooks), a host whose sshd and sessions are SIGKILLed, a full fil
 at a gate), permissions taken away, sshd started only after the first connection was
 refused, and Ctrl-C / SIGTERM sent to ``fab`` while a :class:`scenario.Gate` holds it at
 a known step. The switch has no program of its own to hold, so for it ``fab`` runs a
-project fabfile that waits at a gate inside ``switch.point_current`` on one host.
+project fabfile that holds one host right after its switch command (all switch at once).
 
 One rig serves the whole module (it takes seconds to start); :func:`heal` puts it back
 into "one good release everywhere" after each test, without hiding anything: the test's
@@ -635,24 +635,25 @@ class RefusalWatcher:
 
 
 PROJECT_FABFILE = textwrap.dedent('''\
-    """A project fabfile: every task, and a gate inside the switch of one host (tests)."""
+    """A project fabfile: every task, and a gate right after one host's switch (tests)."""
     import os
 
-    import fabric_magento_deploy.switch
     from fabric_magento_deploy import ns  # noqa: F401
+    from fabric_magento_deploy.hosts import Host
 
-    _switch = fabric_magento_deploy.switch.point_current
+    _run_together = Host.run_together
 
 
-    def point_current(host, settings, release):
-        if host.name == os.environ.get("SWITCH_GATE_HOST"):
-            host.run("touch /srv/log/switch-gate-waiting; "
+    def run_together(self, command, barrier, **kwargs):
+        result = _run_together(self, command, barrier, **kwargs)
+        if self.name == os.environ.get("SWITCH_GATE_HOST"):
+            self.run("touch /srv/log/switch-gate-waiting; "
                      "while [ ! -e /srv/log/switch-gate-open ]; do sleep 0.02; done",
                      step="switch gate", echo=False)
-        _switch(host, settings, release)
+        return result
 
 
-    fabric_magento_deploy.switch.point_current = point_current
+    Host.run_together = run_together
     ''')
 
 
@@ -679,11 +680,9 @@ def hold_at(fleet: Fleet, phase: str) -> Hold:
     project.mkdir(exist_ok=True)
     (project / "fabfile.py").write_text(PROJECT_FABFILE)
 
-    def waiting() -> bool:  # web3 waits in its switch, web1 and web2 have switched
-        if not web3.inside("/srv/log/switch-gate-waiting").exists():
-            return False
-        lives = {h.name: fleet.live(h) for h in fleet.hosts}
-        return lives["web1"] == lives["web2"] != lives["web3"]
+    def waiting() -> bool:  # every host switched at once; web3 is held before it returns
+        return (web3.inside("/srv/log/switch-gate-waiting").exists()
+                and len({fleet.live(h) for h in fleet.hosts}) == 1)
 
     return Hold({"SWITCH_GATE_HOST": "web3"}, waiting,
                 lambda: web3.inside("/srv/log/switch-gate-open").touch(), project)
