@@ -19,13 +19,13 @@ import posixpath
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fabric import task
 from invoke import Context
 
-from . import health, lock, magento, opcache
+from . import health, lock, magento, opcache, procs
 from .build import static_version
 from .cli import FleetTask, clean_errors, fleet_call, fleet_post
 from .deploy import CONFIG
@@ -534,53 +534,12 @@ def nginx_checks(host: str, servers: list[Server], settings: Settings,
     return rows
 
 
-def running_nginx(listing: str) -> list[str]:
-    """Config files of the nginx masters serving this host, from :data:`NGINX_PS`'s listing.
-
-    A master of another mount namespace (a container, a rig host) is left out when one of
-    its workers shows it; workers we may not inspect (another user) leave it in.
-    """
-    me, masters, workers = "", {}, []
-    for line in listing.splitlines():
-        kind, _, rest = line.partition(" ")
-        if kind == "me":
-            me = rest
-        elif kind == "M":
-            pid, _, args = rest.partition(" ")
-            masters[pid] = args
-        elif kind == "W":
-            ppid, _, ns = rest.partition(" ")
-            workers.append((ppid, ns))
-    foreign = {ppid for ppid, ns in workers if ns not in ("-", me)}
-    confs = []
-    for pid, args in masters.items():
-        if pid in foreign:
-            continue
-        conf = re.search(r"\s-c\s+(\S+)", args)
-        path = conf[1] if conf else "/etc/nginx/nginx.conf"
-        if not path.startswith("/"):
-            prefix = re.search(r"\s-p\s+(\S+)", args)
-            path = posixpath.join(prefix[1] if prefix else "/etc/nginx", path)
-        if path not in confs:
-            confs.append(path)
-    return confs
-
-
-NGINX_PS = (
-    "echo \"me $(readlink /proc/self/ns/mnt)\"; for d in /proc/[0-9]*; do"
-    " [ \"$(cat $d/comm 2>/dev/null)\" = nginx ] || continue;"
-    " a=$(tr '\\0' ' ' < $d/cmdline 2>/dev/null);"
-    " case \"$a\" in 'nginx: master process'*) echo \"M ${d#/proc/} $a\";;"
-    " *) echo \"W $(awk '{print $4}' $d/stat 2>/dev/null)"
-    " $(readlink $d/ns/mnt 2>/dev/null || echo -)\";; esac; done"
-)
-
-
-def read_config(host: Host, conf: str) -> tuple[dict[str, str], set[str]]:
+def read_config(host: Host, conf: str,
+                step: str = "doctor") -> tuple[dict[str, str], set[str]]:
     """Every file of nginx config ``conf``: ``nginx -T`` when the deploy user may run it,
     else by reading the files and their ``include``s; plus the ones we could not read."""
     dump = host.run(f"PATH=\"$PATH:/usr/sbin:/sbin\" nginx -q -T -c {q(conf)} 2>/dev/null",
-                    step="doctor", warn=True, echo=False)
+                    step=step, warn=True, echo=False)
     if dump.ok and "# configuration file " in dump.stdout:
         return split_dump(dump.stdout, "# configuration file "), set()
     files: dict[str, str] = {}
@@ -589,7 +548,7 @@ def read_config(host: Host, conf: str) -> tuple[dict[str, str], set[str]]:
     for _ in range(6):  # include depth
         if not pending:
             break
-        got, missing_now = read_files(host, pending)
+        got, missing_now = read_files(host, pending, step)
         unreadable |= missing_now
         files.update(got)
         missing: set[str] = set()
@@ -628,35 +587,129 @@ def split_dump(text: str, mark: str) -> dict[str, str]:
     return files
 
 
-def check_nginx(host: Host, settings: Settings) -> list[Check]:
-    """The web server as the shop sees it; ``skipped`` (with why) when not readable."""
-    confs = running_nginx(host.run(NGINX_PS, step="doctor", warn=True, echo=False).stdout)
+def listen_address(arg: str) -> str:
+    """The address part of a ``listen`` directive's first argument (pure): ``*`` for a
+    wildcard (``80``, ``*:80``), ``unix:/path`` as it is, else the address or host name
+    (:func:`.procs.normal`: ``[::]:80`` -> ``::``)."""
+    if arg.startswith("unix:"):
+        return arg
+    if arg.startswith("["):
+        return procs.normal(arg[1:].split("]")[0])
+    if re.fullmatch(r"\d+", arg):
+        return "*"
+    host, sep, port = arg.rpartition(":")
+    return procs.normal(host if sep and re.fullmatch(r"\d+", port) else arg)
+
+
+def listen_addresses(tree: list[Directive]) -> list[str]:
+    """Where the ``server`` blocks of a configuration listen (pure), each address once;
+    a server without ``listen`` listens on ``*:80`` (nginx's default)."""
+    found: list[str] = []
+    for server in (d for d in walk(tree) if d.name == "server" and d.block is not None):
+        listens = [d.args[0] for d in server.block or [] if d.name == "listen" and d.args]
+        for address in [listen_address(a) for a in listens] or ["*"]:
+            if address not in found:
+                found.append(address)
+    return found
+
+
+@dataclass
+class NginxConfig:
+    """One nginx of this host: its main file, its directives (includes expanded) and the
+    addresses its servers listen on."""
+
+    conf: str
+    tree: list[Directive]
+    listens: list[str]
+
+
+@dataclass
+class HostNginx:
+    """The nginx configurations serving this host (:func:`host_nginx`), and why others
+    were left out or could not be read."""
+
+    configs: list[NginxConfig] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)  # files, includes among them
+    left_out: list[str] = field(default_factory=list)  # why, one each
+    problem: str = ""  # nothing at all to read
+
+    def why_none(self, path: str) -> str:
+        """Why no server block with its root under ``path`` was found (for SKIPPED)."""
+        if self.problem:
+            why = self.problem
+        elif self.configs:
+            why = (f"no server block in {', '.join(c.conf for c in self.configs)} has its "
+                   f"root under {path}")
+        elif self.unreadable:
+            why = "cannot read the configuration of this host's nginx"
+        else:
+            why = "no nginx of this host found"
+        if self.unreadable:
+            why += f" (not readable: {', '.join(sorted(self.unreadable))})"
+        if self.left_out:
+            why += "; not this host's: " + "; ".join(self.left_out)
+        return why
+
+
+def host_nginx(host: Host, step: str = "doctor") -> HostNginx:
+    """The configurations of the nginx masters serving ``host``, never another host's.
+
+    A machine may run several hosts side by side (containers, test rigs), sharing one
+    process table: masters of another mount namespace are left out
+    (:func:`.procs.nginx_masters`), then those whose every ``listen`` names an address
+    that is not this host's (:func:`.procs.is_local`: not a wildcard, loopback, the
+    address SSH arrived at or an interface address). With no master of this host,
+    ``/etc/nginx/nginx.conf`` is read (nginx stopped, or processes hidden).
+    """
+    out = host.run(f"{procs.NGINX_PS}; {procs.ADDRESSES}", step=step, warn=True,
+                   echo=False).stdout
+    confs, foreign = procs.nginx_masters(procs.parse_ps(out))
+    addresses = procs.parse_addresses(out)
+    found = HostNginx()
+    if foreign:
+        found.left_out.append(f"{len(foreign)} nginx of other mount namespaces (containers, "
+                              f"other hosts on this machine): {', '.join(foreign)}")
     if not confs:
         if not host.test("test -r /etc/nginx/nginx.conf"):
-            return [Check(host.name, "nginx", SKIPPED, "no nginx running and "
-                          "/etc/nginx/nginx.conf not readable (another web server?)")]
+            found.problem = (f"no nginx {'of this host ' if foreign else ''}running and "
+                             "/etc/nginx/nginx.conf not readable (another web server?)")
+            return found
         confs = ["/etc/nginx/nginx.conf"]
-    servers: list[Server] = []
-    read, unreadable = [], set()
     for conf in confs:
-        files, missing = read_config(host, conf)
+        files, missing = read_config(host, conf, step)
         if conf not in files:
-            unreadable.add(conf)
+            found.unreadable.add(conf)
             continue
-        read.append(conf)
         unresolved: set[str] = set()
-        servers += shop_servers(expand(parse(files[conf], conf), files,
-                                       posixpath.dirname(conf), unresolved),
-                                settings.deploy_path)
-        unreadable |= missing | unresolved
-    if not servers:
-        why = (f"no server block in {', '.join(read)} has its root under "
-               f"{settings.deploy_path}") if read else "cannot read " + ", ".join(confs)
-        if unreadable:
-            why += f" (not readable: {', '.join(sorted(unreadable))})"
-        return [Check(host.name, "nginx", SKIPPED, why)]
-    release = live_release(host, settings) or new_release_id()
-    return nginx_checks(host.name, servers, settings, static_version(release))
+        tree = expand(parse(files[conf], conf), files, posixpath.dirname(conf), unresolved)
+        found.unreadable |= missing | unresolved
+        listens = listen_addresses(tree)
+        if listens and not any(procs.is_local(a, addresses) is not False for a in listens):
+            found.left_out.append(
+                f"{conf} listens on {', '.join(listens)}, none an address of this host "
+                f"({', '.join(sorted(addresses.local))})")
+            continue
+        found.configs.append(NginxConfig(conf, tree, listens))
+    return found
+
+
+def check_nginx(host: Host, settings: Settings) -> list[Check]:
+    """The web server as the shop sees it; ``skipped`` (with why) when not readable or
+    not this host's (:func:`host_nginx`). Each nginx serving the shop is checked on its
+    own, its rows naming its configuration file when there are several."""
+    found = host_nginx(host)
+    shops = [(c.conf, servers) for c in found.configs
+             if (servers := shop_servers(c.tree, settings.deploy_path))]
+    if not shops:
+        return [Check(host.name, "nginx", SKIPPED, found.why_none(settings.deploy_path))]
+    version = static_version(live_release(host, settings) or new_release_id())
+    rows: list[Check] = []
+    for conf, servers in shops:
+        checks = nginx_checks(host.name, servers, settings, version)
+        if len(found.configs) > 1:
+            checks = [replace(c, detail=f"{conf}: {c.detail}") for c in checks]
+        rows += checks
+    return rows
 
 
 # -- cron -------------------------------------------------------------------------------------

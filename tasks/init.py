@@ -13,10 +13,12 @@ library reused as it is:
   the git mirror a deploy tool keeps, and the branch;
 * PHP and Composer (:data:`PHP_PROBE`, :func:`composer_command`);
 * PHP-FPM (:data:`FPM_PS`, :func:`parse_fpm_processes`, :func:`parse_fpm_config`): the
-  running masters of this mount namespace, their pools, ``listen`` and ``user``; and
+  running masters of this host (:mod:`.procs`: this mount namespace), their pools,
+  ``listen`` and ``user``; and
   :func:`.opcache.discover_sockets` (the deploy's own socket globs);
-* nginx (:mod:`.doctor`: the running masters, their configuration, the server blocks
-  whose root is the shop) and which socket it passes PHP to (:func:`fastcgi_targets`);
+* nginx (:func:`.doctor.host_nginx`: the running masters of this host, by mount namespace
+  and listen address, their configuration, the server blocks whose root is the shop)
+  and which socket it passes PHP to (:func:`fastcgi_targets`);
 * the base URL (:mod:`.shopurl`: ``bin/magento config:show``) and where each host
   listens for it (:data:`.shopurl.LISTENERS`, :func:`.shopurl.plan`, as the deploy's
   health check does);
@@ -40,16 +42,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import bluegreen, cron, opcache, shopurl
+from . import bluegreen, cron, opcache, procs, shopurl
 from .doctor import (
-    NGINX_PS,
     Directive,
     Server,
-    expand,
-    parse,
-    read_config,
+    host_nginx,
     read_files,
-    running_nginx,
     shop_servers,
     walk,
 )
@@ -452,16 +450,8 @@ def parse_composer(text: str) -> tuple[str, str]:
 
 # -- PHP-FPM --------------------------------------------------------------------------------------
 
-#: The php-fpm processes: ``P pid<TAB>ppid<TAB>user<TAB>mount ns<TAB>comm<TAB>cmdline``.
-FPM_PS = (
-    "echo \"me $(readlink /proc/self/ns/mnt)\"; for d in /proc/[0-9]*; do"
-    " c=$(cat $d/comm 2>/dev/null); case \"$c\" in php-fpm*) ;; *) continue;; esac;"
-    " a=$(tr '\\0' ' ' < $d/cmdline 2>/dev/null);"
-    " pp=$(awk '/^PPid:/ {print $2}' $d/status 2>/dev/null);"
-    " printf 'P %s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' \"${d#/proc/}\" \"$pp\""
-    " \"$(stat -c %U $d 2>/dev/null)\" \"$(readlink $d/ns/mnt 2>/dev/null || echo -)\""
-    " \"$c\" \"$a\"; done; true"
-)
+#: The php-fpm processes (:func:`.procs.ps_command`), with their mount namespace.
+FPM_PS = procs.FPM_PS
 
 
 @dataclass(frozen=True)
@@ -476,42 +466,26 @@ class FpmMaster:
 
 
 def parse_fpm_processes(text: str) -> list[FpmMaster]:
-    """The masters of :data:`FPM_PS` in this mount namespace (pure). As for nginx
-    (:func:`.running_nginx`): a master whose workers show another mount namespace
-    (a container, a rig host) is not this host's."""
-    me = ""
-    masters: dict[str, tuple[str, str, str, str]] = {}  # pid -> (conf, version, ns, comm)
-    workers: list[tuple[str, str, str, str]] = []  # (ppid, pool, user, ns)
-    for line in text.splitlines():
-        if line.startswith("me "):
-            me = line[3:].strip()
-            continue
-        if not line.startswith("P "):
-            continue
-        parts = line[2:].split("\t")
-        if len(parts) < 6:
-            continue
-        pid, ppid, user, ns, comm, args = parts[:6]
-        master = re.match(r"php-fpm: master process \((.+)\)", args.strip())
-        if master:
-            version = re.search(r"php-fpm(\d+\.\d+)", comm) or re.search(
-                r"/php/?(\d+\.\d+)/", master[1])
-            masters[pid] = (master[1], version[1] if version else "", ns, comm)
-            continue
-        pool = re.match(r"php-fpm: pool (\S+)", args.strip())
-        if pool:
-            workers.append((ppid, pool[1], user, ns))
-    foreign = {ppid for ppid, _, _, ns in workers if ns not in ("-", me)}
-    foreign |= {pid for pid, (_, _, ns, _) in masters.items() if ns not in ("-", me)}
+    """The masters of :data:`FPM_PS` that run on this host, with their pools (pure).
+
+    A master of another mount namespace (a container, another host on this machine) is
+    not this host's: :meth:`.procs.Listing.ours`, which reads the namespace from
+    ``mountinfo`` (readable by the deploy user even for root's masters and for workers
+    that changed user, where ``/proc/PID/ns/mnt`` is not)."""
+    listing = procs.parse_ps(text)
     found = []
-    for pid, (conf, version, _, _) in masters.items():
-        if pid in foreign:
+    for master in listing.masters("php-fpm: master process"):
+        conf = re.match(r"php-fpm: master process \((.+)\)", master.args.strip())
+        if conf is None or not listing.ours(master):
             continue
+        version = re.search(r"php-fpm(\d+\.\d+)", master.comm) or re.search(
+            r"/php/?(\d+\.\d+)/", conf[1])
         pools: dict[str, set[str]] = {}
-        for ppid, name, user, _ in workers:
-            if ppid == pid:
-                pools.setdefault(name, set()).add(user)
-        found.append(FpmMaster(pid, conf, version,
+        for proc in listing.procs:
+            pool = re.match(r"php-fpm: pool (\S+)", proc.args.strip())
+            if pool and proc.ppid == master.pid:
+                pools.setdefault(pool[1], set()).add(proc.user)
+        found.append(FpmMaster(master.pid, conf[1], version[1] if version else "",
                                {n: tuple(sorted(u)) for n, u in sorted(pools.items())}))
     return found
 
@@ -612,31 +586,12 @@ def shop_web_servers(tree: list[Directive], shop_path: str) -> list[ShopServer]:
 
 
 def inspect_nginx(host: Host, shop_path: str) -> WebFacts:
-    """The running nginx's configuration, read as :func:`.doctor.check_nginx` does."""
-    confs = running_nginx(host.run(NGINX_PS, step="init", warn=True,
-                                          echo=False).stdout)
-    if not confs:
-        if not host.test("test -r /etc/nginx/nginx.conf"):
-            return WebFacts(problem="no nginx runs and /etc/nginx/nginx.conf is not readable "
-                            "(another web server?)")
-        confs = ["/etc/nginx/nginx.conf"]
-    servers: list[ShopServer] = []
-    unreadable: set[str] = set()
-    for conf in confs:
-        files, missing = read_config(host, conf)
-        if conf not in files:
-            unreadable.add(conf)
-            continue
-        unresolved: set[str] = set()
-        tree = expand(parse(files[conf], conf), files, posixpath.dirname(conf),
-                             unresolved)
-        servers += shop_web_servers(tree, shop_path)
-        unreadable |= missing | unresolved
-    problem = ""
-    if not servers:
-        problem = f"no nginx server block has its root under {shop_path}" + (
-            f" (not readable: {', '.join(sorted(unreadable))})" if unreadable else "")
-    return WebFacts(tuple(confs), tuple(servers), problem)
+    """The configuration of this host's nginx (never another host's on the same machine),
+    read as :func:`.doctor.check_nginx` does (:func:`.doctor.host_nginx`)."""
+    found = host_nginx(host, "init")
+    servers = [s for c in found.configs for s in shop_web_servers(c.tree, shop_path)]
+    return WebFacts(tuple(c.conf for c in found.configs), tuple(servers),
+                    "" if servers else found.why_none(shop_path))
 
 
 # -- Magento: version, base URL -------------------------------------------------------------------

@@ -10,8 +10,10 @@ Pure parts (the nginx parser, cron, disk) are tested without hosts at the end.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,21 +21,33 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from rig import Rig, WebHost, nginx_php_path
+from rig import NGINX, Rig, WebHost, make_rig, nginx_php_path
 from scenario import CRON_ON_CURRENT, Shop, deployed_with_crontabs
 
 from fabric_magento_deploy.doctor import (
     ERROR,
     OK,
     WARN,
+    HostNginx,
+    NginxConfig,
     cron_verdict,
     disk_verdict,
     expand,
+    listen_address,
+    listen_addresses,
     nginx_checks,
     parse,
-    running_nginx,
     shop_servers,
     split_dump,
+)
+from fabric_magento_deploy.procs import (
+    Addresses,
+    is_local,
+    nginx_conf,
+    nginx_masters,
+    parse_addresses,
+    parse_ps,
+    ps_command,
 )
 from fabric_magento_deploy.settings import Settings
 
@@ -219,6 +233,104 @@ def test_a_planted_problem_is_flagged_on_its_host_with_the_fix(
         assert f"{name} {check}" in result.stderr and "check(s) failed" in result.stderr
 
 
+# -- other web servers on the same machine -----------------------------------------------------
+
+@contextmanager
+def another_host() -> Iterator[WebHost]:
+    """A host of another rig, up while the fleet's are: its own mount namespace and
+    address, an nginx serving /srv/shop there with Magento's ``$document_root`` (the
+    fleet's use ``$realpath_root``), its workers running as www-data, so the deploy user
+    may not ``readlink /proc/PID/ns/mnt`` of any of its processes."""
+    with make_rig(1) as other:
+        other.start_web(nginx_user="www-data")
+        master = other.hosts[0].daemon_pid("nginx")
+        users = subprocess.run(["ps", "-o", "user=", "--ppid", str(master)],
+                               capture_output=True, text=True, check=True).stdout.split()
+        assert users and set(users) == {"www-data"}, users
+        yield other.hosts[0]
+
+
+def nginx_details(rows: Rows, host: WebHost) -> str:
+    return "\n".join(r[1] for (name, check), found in rows.items()
+                     if name == host.name and check.startswith("nginx") for r in found)
+
+
+def test_the_nginx_of_another_host_on_the_machine_is_not_reported(fleet: Fleet) -> None:
+    with another_host() as other:
+        result, rows = run_doctor(fleet)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    problems = {k: v for k, v in rows.items() if any(r[0] != OK for r in v)}
+    assert problems == {}, out  # not its $document_root
+    for host in fleet.rig.hosts:
+        root = rows[(host.name, "nginx root")]
+        assert len(root) == 1 and f"{host.name} ({host.address}:{host.http_port})" in root[0][1]
+        assert other.address not in nginx_details(rows, host), out
+
+
+@contextmanager
+def second_nginx(host: WebHost, address: str, port: int) -> Iterator[str]:
+    """A second nginx master inside ``host`` (its mount namespace), workers as www-data,
+    listening on ``address:port``, serving the shop from a root pinned to a release (an
+    error if checked). Yields its config file; stopped by its pid afterwards."""
+    conf, pidfile = "/srv/run/second-nginx.conf", "/srv/run/second-nginx.pid"
+    host.inside(conf).write_text(f"""\
+user www-data;
+pid {pidfile};
+events {{ worker_connections 16; }}
+http {{
+    access_log off;
+    server {{
+        listen {address}:{port};
+        server_name second.test;
+        root /srv/shop/releases/20261201.1/pub;
+    }}
+}}
+""")
+    host.sh(f"{NGINX} -e /srv/log/second-nginx.log -c {conf}")  # forks, writes the pid file
+    deadline = time.monotonic() + 10
+    while not host.inside(pidfile).is_file() or not host.inside(pidfile).read_text().strip():
+        assert time.monotonic() < deadline, "the second nginx did not start"
+        time.sleep(0.01)
+    pid = int(host.inside(pidfile).read_text())
+    try:
+        yield conf
+    finally:
+        host.sh(f"kill {pid}; while kill -0 {pid} 2>/dev/null; do sleep 0.05; done;"
+                f" rm -f {conf}")
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+def test_an_nginx_of_the_host_listening_elsewhere_does_not_serve_it(fleet: Fleet) -> None:
+    web2 = fleet.rig.host("web2")
+    elsewhere = web2.address.rsplit(".", 1)[0] + ".200"  # not web2's, not a wildcard
+    with second_nginx(web2, elsewhere, free_port(elsewhere)) as conf:
+        result, rows = run_doctor(fleet)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert {k: v for k, v in rows.items() if any(r[0] != OK for r in v)} == {}, out
+    assert conf not in nginx_details(rows, web2), out
+
+
+def test_every_nginx_serving_the_host_is_checked_naming_its_config(fleet: Fleet) -> None:
+    web3 = fleet.rig.host("web3")
+    with second_nginx(web3, web3.address, free_port(web3.address)) as conf:
+        result, rows = run_doctor(fleet)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    root = rows[(web3.name, "nginx root")]
+    assert [r[0] for r in root] == [OK, ERROR], out
+    assert root[0][1].startswith("/var/tmp/") and f"{web3.name} ({web3.address}" in root[0][1]
+    assert root[1][1].startswith(f"{conf}: root /srv/shop/releases/20261201.1/pub"), out
+    others = {k: v for k, v in rows.items() if k[0] != web3.name and any(r[0] != OK for r in v)}
+    assert others == {}, out
+
+
 def test_an_unreachable_repo_is_an_error_and_its_token_is_never_printed(fleet: Fleet) -> None:
     with socket.socket() as sock:  # a port on loopback that nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -321,13 +433,64 @@ def test_nginx_servers_elsewhere_are_not_the_shop() -> None:
     assert servers(SITE.replace("/var/www/shop/current", "/var/www/html"), SAMPLE) == []
 
 
-def test_running_nginx_keeps_masters_of_this_mount_namespace() -> None:
-    listing = ("me mnt:[1]\n"
-               "M 10 nginx: master process /usr/sbin/nginx -c /a/nginx.conf \n"
-               "M 20 nginx: master process /usr/sbin/nginx -c /b/nginx.conf \n"
-               "M 30 nginx: master process /usr/sbin/nginx -g daemon on; \n"
-               "W 10 mnt:[1]\nW 20 mnt:[2]\nW 30 -\n")
-    assert running_nginx(listing) == ["/a/nginx.conf", "/etc/nginx/nginx.conf"]
+def test_nginx_masters_of_this_mount_namespace_by_mountinfo() -> None:
+    listing = parse_ps(
+        "me 22 23 24\n"
+        "P 10\t1\troot\t22\tnginx\tnginx: master process /usr/sbin/nginx -c /a/nginx.conf \n"
+        "P 11\t10\twww-data\t22\tnginx\tnginx: worker process \n"
+        "P 20\t1\troot\t68\tnginx\tnginx: master process /usr/sbin/nginx -c /b/nginx.conf \n"
+        "P 21\t20\twww-data\t68\tnginx\tnginx: worker process \n"
+        "P 30\t1\troot\t-\tnginx\tnginx: master process /usr/sbin/nginx -g daemon on; \n"
+        "P 40\t1\troot\t-\tnginx\tnginx: master process nginx -p /x/ -c conf/n.conf \n"
+        "P 41\t40\tdeployer\t90\tnginx\tnginx: worker process \n"
+        "S 10.0.0.9 5555 10.0.0.5 22\n")
+    # 30: nothing readable says where it runs, kept; 40: its worker is elsewhere
+    assert nginx_masters(listing) == (["/a/nginx.conf", "/etc/nginx/nginx.conf"],
+                                      ["/b/nginx.conf", "/x/conf/n.conf"])
+    assert nginx_conf("nginx: master process nginx -c rel.conf") == "/etc/nginx/rel.conf"
+    with pytest.raises(ValueError):
+        ps_command("nginx; rm -rf /")
+
+
+def test_the_ps_command_reads_namespaces_from_mountinfo_here() -> None:
+    """Run against this machine: this process is found, in our own namespace."""
+    comm = Path("/proc/self/comm").read_text().strip()[:3] + "*"  # python, pytest...
+    out = subprocess.run(["sh", "-c", ps_command(comm)], capture_output=True, text=True,
+                         check=True).stdout
+    listing = parse_ps(out)
+    me = next(p for p in listing.procs if p.pid == str(os.getpid()))
+    assert listing.mounts and listing.here(me) is True
+
+
+def test_listen_addresses_and_whether_they_are_this_hosts() -> None:
+    assert [listen_address(a) for a in (
+        "80", "*:80", "10.0.0.5:443", "10.0.0.5", "[::]:80", "[::FFFF:10.0.0.6]:80",
+        "unix:/run/n.sock", "shop.example.com:80", "localhost")] == [
+        "*", "*", "10.0.0.5", "10.0.0.5", "::", "10.0.0.6", "unix:/run/n.sock",
+        "shop.example.com", "localhost"]
+    tree = parse("http { upstream b { server 10.0.0.7:9000; }\n"
+                 "server { listen 10.0.0.5:80; listen [::1]:80; }\n"
+                 "server { server_name default; } }")
+    assert listen_addresses(tree) == ["10.0.0.5", "::1", "*"]
+    found = parse_addresses("S 10.0.0.9 5555 10.0.0.5 22\nA 192.168.1.4\nA fd00::2/64\n")
+    assert found.arrived_at == "10.0.0.5"
+    assert found.local == {"10.0.0.5", "192.168.1.4", "fd00::2", "127.0.0.1", "::1"}
+    assert [is_local(a, found) for a in ("*", "::", "10.0.0.5", "192.168.1.4", "127.0.0.1",
+                                         "unix:/x", "localhost")] == [True] * 7
+    assert is_local("10.0.0.6", found) is False and is_local("127.5.5.1", found) is False
+    assert is_local("shop.example.com", found) is None  # cannot tell: kept
+    assert parse_addresses("S \n") == Addresses(frozenset({"127.0.0.1", "::1"}))
+
+
+def test_when_no_nginx_serves_the_host_doctor_says_why() -> None:
+    left = HostNginx(left_out=["/b/nginx.conf listens on 10.0.0.6, none an address of this "
+                               "host (10.0.0.5)"])
+    assert left.why_none("/srv/shop") == (
+        "no nginx of this host found; not this host's: /b/nginx.conf listens on 10.0.0.6, "
+        "none an address of this host (10.0.0.5)")
+    read = HostNginx([NginxConfig("/a/nginx.conf", [], ["*"])], {"/a/sites/x"})
+    assert read.why_none("/srv/shop") == ("no server block in /a/nginx.conf has its root "
+                                          "under /srv/shop (not readable: /a/sites/x)")
 
 
 def test_cron_lines() -> None:

@@ -15,12 +15,13 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
-from rig import FPM_SOCKET, Rig, WebHost
+from rig import FPM_SOCKET, Rig, WebHost, make_rig
 from scenario import FAB, Shop, deployed_with_crontabs
 
 from fabric_magento_deploy.doctor import parse, shop_servers
@@ -29,6 +30,7 @@ from fabric_magento_deploy.init import (
     CURRENT_DIR,
     DEPLOYER,
     EMPTY,
+    FPM_PS,
     MISSING,
     NO_LIVE,
     OURS,
@@ -152,6 +154,33 @@ def test_init_writes_the_env_with_which_doctor_and_deploy_pass(fleet: Fleet) -> 
         assert live and live != before[host.name]
         record = host.inside(f"/srv/shop/history/{live}.json").read_text()
         assert sha in record
+
+
+@contextmanager
+def another_host() -> Iterator[WebHost]:
+    """A host of another rig, up while the fleet's are: its own mount namespace and
+    address, nginx serving /srv/shop with its workers as www-data and PHP-FPM whose
+    workers changed user: the deploy user may not ``readlink /proc/PID/ns/mnt`` of any
+    of its processes."""
+    with make_rig(1) as other:
+        other.start_web(nginx_user="www-data")
+        yield other.hosts[0]
+
+
+def test_init_sees_only_the_hosts_own_nginx_and_php_fpm(fleet: Fleet, tmp_path: Path) -> None:
+    web1 = fleet.rig.host("web1")
+    with another_host() as other:
+        result = fab(fleet, project(fleet, "side-by-side"), "--hosts=web1,web2", "init",
+                     "--path=/srv/shop", f"--output={tmp_path / 'found.env'}")
+        listing = subprocess.run(fleet.rig.ssh_argv("web1", FPM_PS), capture_output=True,
+                                 text=True, check=True, timeout=60).stdout
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    for host in fleet.rig.hosts:
+        nginx = [ln for ln in result.stdout.splitlines() if ln.startswith(f"[{host.name}] nginx:")]
+        assert len(nginx) == 1 and f"({host.address}:{host.http_port})" in nginx[0], out
+    assert other.address not in out, out
+    assert [m.conf for m in parse_fpm_processes(listing)] == [str(web1._etc / "php-fpm.conf")]
 
 
 def test_an_existing_env_is_never_overwritten(fleet: Fleet) -> None:
@@ -317,13 +346,17 @@ def test_php_cli_follows_the_fpm_version() -> None:
 
 
 def test_fpm_masters_of_this_namespace_their_pools_and_sockets() -> None:
-    listing = ("me mnt:[1]\n"
-               "P 10\t1\troot\t-\tphp-fpm8.2\tphp-fpm: master process (/etc/php/8.2/fpm/"
+    # mount IDs as /proc/PID/mountinfo gives them: 22-24 are ours, 68 another namespace's;
+    # "-": not readable, then the workers tell
+    listing = ("me 22 23 24\n"
+               "P 10\t1\troot\t22\tphp-fpm8.2\tphp-fpm: master process (/etc/php/8.2/fpm/"
                "php-fpm.conf) \n"
-               "P 11\t10\twww-data\tmnt:[1]\tphp-fpm8.2\tphp-fpm: pool www \n"
-               "P 12\t10\tshop\tmnt:[1]\tphp-fpm8.2\tphp-fpm: pool shop \n"
-               "P 20\t1\troot\t-\tphp-fpm8.1\tphp-fpm: master process (/c/php-fpm.conf) \n"
-               "P 21\t20\tdeployer\tmnt:[2]\tphp-fpm8.1\tphp-fpm: pool www \n")
+               "P 11\t10\twww-data\t22\tphp-fpm8.2\tphp-fpm: pool www \n"
+               "P 12\t10\tshop\t22\tphp-fpm8.2\tphp-fpm: pool shop \n"
+               "P 20\t1\troot\t68\tphp-fpm8.1\tphp-fpm: master process (/c/php-fpm.conf) \n"
+               "P 21\t20\tdeployer\t68\tphp-fpm8.1\tphp-fpm: pool www \n"
+               "P 30\t1\troot\t-\tphp-fpm8.3\tphp-fpm: master process (/d/php-fpm.conf) \n"
+               "P 31\t30\tdeployer\t90\tphp-fpm8.3\tphp-fpm: pool www \n")
     assert parse_fpm_processes(listing) == [FpmMaster(
         "10", "/etc/php/8.2/fpm/php-fpm.conf", "8.2", {"shop": ("shop",), "www": ("www-data",)})]
     includes, pools = parse_fpm_config(
