@@ -51,7 +51,7 @@ if ($cacheConfigs) {
             exit(1);
         }
         try {
-            healthCheckCacheStorage($shop->cache->dir((string)$frontend));
+            healthCheckCacheStorage($shop->cache()->dir((string)$frontend));
         } catch (\Exception $e) {
             http_response_code(500);
             healthCheckLog('Cache storage is not accessible');

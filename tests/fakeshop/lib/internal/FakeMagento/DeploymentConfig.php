@@ -13,6 +13,8 @@ final class DeploymentConfig
     private array $env = [];
     /** @var array<string, mixed> */
     private array $config = [];
+    /** @var array<string, mixed> both files merged, env.php winning */
+    private array $merged = [];
 
     public function __construct(private readonly string $bp)
     {
@@ -23,6 +25,7 @@ final class DeploymentConfig
     {
         $this->env = self::load($this->bp . '/app/etc/env.php');
         $this->config = self::load($this->bp . '/app/etc/config.php');
+        $this->merged = array_replace_recursive($this->config, $this->env);
     }
 
     /** @return array<string, mixed> */
@@ -38,7 +41,7 @@ final class DeploymentConfig
     /** Value at a slash-separated path ("db/connection/default"), env.php winning. */
     public function get(string $path, mixed $default = null): mixed
     {
-        $value = array_replace_recursive($this->config, $this->env);
+        $value = $this->merged;
         foreach (explode('/', $path) as $key) {
             if (!is_array($value) || !array_key_exists($key, $value)) {
                 return $default;

@@ -29,7 +29,7 @@ final class Queue
     public function consumers(): array
     {
         $found = [];
-        foreach ($this->shop->modules->enabled() as $module) {
+        foreach ($this->shop->modules()->enabled() as $module) {
             $file = $module['path'] . '/etc/queue_consumer.xml';
             if (!is_file($file)) {
                 continue;

@@ -9,20 +9,43 @@ use FakeMagento\Exception\LocalizedException;
 final class Shop
 {
     public readonly DeploymentConfig $config;
-    public readonly ModuleList $modules;
-    public readonly Cache $cache;
-    public readonly Maintenance $maintenance;
-    public readonly StaticContent $static;
-    public readonly ConfigState $configState;
+    private ?ModuleList $modules = null;
+    private ?Cache $cache = null;
+    private ?Maintenance $maintenance = null;
+    private ?StaticContent $staticContent = null;
+    private ?ConfigState $configState = null;
 
     public function __construct(public readonly string $bp)
     {
         $this->config = new DeploymentConfig($bp);
-        $this->modules = new ModuleList($this->config);
-        $this->cache = new Cache($bp, $this->config);
-        $this->maintenance = new Maintenance($bp);
-        $this->static = new StaticContent($bp);
-        $this->configState = new ConfigState($this->config);
+    }
+
+    // The parts below are made on first use (like Magento's object manager does), so a
+    // command loads only the classes it needs.
+
+    public function modules(): ModuleList
+    {
+        return $this->modules ??= new ModuleList($this->config);
+    }
+
+    public function cache(): Cache
+    {
+        return $this->cache ??= new Cache($this->bp, $this->config);
+    }
+
+    public function maintenance(): Maintenance
+    {
+        return $this->maintenance ??= new Maintenance($this->bp);
+    }
+
+    public function staticContent(): StaticContent
+    {
+        return $this->staticContent ??= new StaticContent($this->bp);
+    }
+
+    public function configState(): ConfigState
+    {
+        return $this->configState ??= new ConfigState($this->config);
     }
 
     /**
@@ -48,7 +71,7 @@ final class Shop
 
     public function dbStatus(array $db): DbStatus
     {
-        return new DbStatus($this->modules->enabled(), $db);
+        return new DbStatus($this->modules()->enabled(), $db);
     }
 
     /** The release label (app/code/Shop/Catalog/Label.php), '' when absent. */

@@ -52,7 +52,7 @@ final class App
             if ($app->redirectToBase()) {
                 return;
             }
-            $version = $app->shop->static->storefrontVersion($app->shop->config);
+            $version = $app->shop->staticContent()->storefrontVersion($app->shop->config);
             $app->renderPage($label, $version);
         } catch (\Throwable $e) {
             (new ExceptionHandler($app->shop, $server))->handle($e);
@@ -61,7 +61,7 @@ final class App
 
     private function assertMaintenance(): void
     {
-        if ($this->shop->maintenance->isOn((string)($this->server['REMOTE_ADDR'] ?? ''))) {
+        if ($this->shop->maintenance()->isOn((string)($this->server['REMOTE_ADDR'] ?? ''))) {
             throw new BootstrapException(
                 'Unable to proceed: the maintenance mode is enabled. ',
                 BootstrapException::ERR_MAINTENANCE
@@ -78,19 +78,19 @@ final class App
 
     private function validateDbStatus(): void
     {
-        if ($this->shop->cache->load('config', 'db_is_up_to_date') !== null) {
+        if ($this->shop->cache()->load('config', 'db_is_up_to_date') !== null) {
             return;
         }
         $error = $this->shop->dbStatus($this->db())->storefrontError();
         if ($error !== null) {
             throw new LocalizedException($error);
         }
-        $this->shop->cache->save('config', 'db_is_up_to_date', 'true');
+        $this->shop->cache()->save('config', 'db_is_up_to_date', 'true');
     }
 
     private function detectConfigChange(): void
     {
-        if ($this->shop->configState->hasChanges($this->db())) {
+        if ($this->shop->configState()->hasChanges($this->db())) {
             throw new LocalizedException(
                 'The configuration file has changed.'
                 . ' Run the "app:config:import" or the "setup:upgrade" command to synchronize the configuration.'
@@ -121,7 +121,7 @@ final class App
     private function redirectToBase(): bool
     {
         $system = new SystemConfig($this->shop->config);
-        $data = $system->effective($this->shop->cache, fn (): array => $this->db(), $this->server);
+        $data = $system->effective($this->shop->cache(), fn (): array => $this->db(), $this->server);
         $offloader = (string)SystemConfig::value($data['default'], 'web/secure/offloader_header', '');
         $request = new Request($this->server, $offloader);
         $distro = $request->getDistroBaseUrl();

@@ -36,7 +36,7 @@ final class StaticResource
     {
         $app = new self(new Shop($bp));
         try {
-            if ($app->shop->maintenance->isOn((string)($server['REMOTE_ADDR'] ?? ''))) {
+            if ($app->shop->maintenance()->isOn((string)($server['REMOTE_ADDR'] ?? ''))) {
                 throw new BootstrapException('Unable to proceed: the maintenance mode is enabled. ',
                     BootstrapException::ERR_MAINTENANCE);
             }
@@ -69,9 +69,9 @@ final class StaticResource
         if (!in_array("{$area}/{$theme}", $themes, true)) {
             throw new \InvalidArgumentException('Requested path ' . $path . ' is wrong.');
         }
-        $version = $this->shop->static->storefrontVersion($this->shop->config);
+        $version = $this->shop->staticContent()->storefrontVersion($this->shop->config);
         $stamp = 'release ' . $this->shop->label() . ', version ' . $version;
-        $published = $this->shop->static->publish($area, $theme, $locale, $file, $stamp);
+        $published = $this->shop->staticContent()->publish($area, $theme, $locale, $file, $stamp);
         if ($published === null) {
             throw new \RuntimeException("Unable to resolve the source file for '{$area}/{$theme}/{$locale}/{$file}'");
         }

@@ -38,13 +38,13 @@ abstract class AbstractMaintenanceCommand extends SetupCommand
             $output->writeln('<error>' . implode('</error>' . PHP_EOL . '<error>', $messages));
             return self::FAILURE;
         }
-        $shop->maintenance->set($this->isEnable());
+        $shop->maintenance()->set($this->isEnable());
         $output->writeln($this->getDisplayString());
         if ($addresses) {
             $list = implode(',', $addresses);
-            $shop->maintenance->setAddresses($list === 'none' ? '' : $list);
+            $shop->maintenance()->setAddresses($list === 'none' ? '' : $list);
             $output->writeln('<info>Set exempt IP-addresses: '
-                . (implode(', ', $shop->maintenance->getAddressInfo()) ?: 'none') . '</info>');
+                . (implode(', ', $shop->maintenance()->getAddressInfo()) ?: 'none') . '</info>');
         }
         return self::SUCCESS;
     }

@@ -14,7 +14,7 @@ final class CacheCleanCommand extends AbstractCacheManageCommand
 
     protected function performAction(Shop $shop, array $types): void
     {
-        $shop->cache->clean($types);
+        $shop->cache()->clean($types);
     }
 
     protected function getDisplayMessage(): string

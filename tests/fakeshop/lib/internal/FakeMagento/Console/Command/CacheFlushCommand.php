@@ -14,7 +14,7 @@ final class CacheFlushCommand extends AbstractCacheManageCommand
 
     protected function performAction(Shop $shop, array $types): void
     {
-        $shop->cache->flush($types);
+        $shop->cache()->flush($types);
     }
 
     protected function getDisplayMessage(): string

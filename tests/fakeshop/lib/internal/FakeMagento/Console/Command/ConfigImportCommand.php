@@ -35,12 +35,12 @@ final class ConfigImportCommand extends Command
     public static function import(Shop $shop, Output $output): int
     {
         $db = $shop->db();
-        if (!$shop->configState->hasChanges($db->read())) {
+        if (!$shop->configState()->hasChanges($db->read())) {
             $output->writeln('<info>Nothing to import.</info>');
             return self::SUCCESS;
         }
         $output->writeln('<info>Processing configurations data from configuration file...</info>');
-        $state = $shop->configState;
+        $state = $shop->configState();
         $config = $shop->config;
         $db->update(static function (array $data) use ($state, $config, $output): array {
             foreach (ConfigState::IMPORTERS as $section => $messages) {

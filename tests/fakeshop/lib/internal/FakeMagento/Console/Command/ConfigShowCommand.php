@@ -72,7 +72,7 @@ final class ConfigShowCommand extends Command
             $db = fn (): array => $shop->db()->read();
             $this->validateScope($source, $db);
             if ($this->inputPath !== '') {
-                (new ConfigStructure($shop->modules->enabled()))->validate($this->inputPath);
+                (new ConfigStructure($shop->modules()->enabled()))->validate($this->inputPath);
             }
             $data = $db();
             $configPath = self::resolve($this->inputPath, (string)$this->scope, (string)$this->scopeCode);

@@ -20,7 +20,7 @@ final class ConfigStatusCommand extends Command
 
     public function execute(Input $input, Output $output, Shop $shop): int
     {
-        if ($shop->configState->hasChanges($shop->db()->read())) {
+        if ($shop->configState()->hasChanges($shop->db()->read())) {
             $output->writeln(
                 '<info>Config files have changed. '
                 . 'Run app:config:import or setup:upgrade command to synchronize configuration.</info>'

@@ -44,7 +44,7 @@ final class DiCompileCommand extends SetupCommand
             return self::FAILURE;
         }
         $started = microtime(true);
-        $shop->cache->cleanAll();
+        $shop->cache()->cleanAll();
         Generated::remove($shop->bp . '/var/cache');
         Generated::remove($shop->bp . '/generated/metadata');
         $output->writeln('<info>Compilation was started.</info>');
@@ -61,7 +61,7 @@ final class DiCompileCommand extends SetupCommand
                 sprintf('%.1f MiB', memory_get_usage(true) / 1048576)
             ));
         }
-        (new Generated($shop->bp))->compile($shop->modules->enabled(), $shop->label());
+        (new Generated($shop->bp))->compile($shop->modules()->enabled(), $shop->label());
         $output->writeln('');
         $output->writeln('<info>Generated code and dependency injection configuration successfully.</info>');
         return self::SUCCESS;

@@ -35,7 +35,7 @@ final class MaintenanceAllowIpsCommand extends SetupCommand
     public function execute(Input $input, Output $output, Shop $shop): int
     {
         if ($input->getOption('none')) {
-            $shop->maintenance->setAddresses('');
+            $shop->maintenance()->setAddresses('');
             $output->writeln('<info>Set exempt IP-addresses: none</info>');
             return self::SUCCESS;
         }
@@ -46,11 +46,11 @@ final class MaintenanceAllowIpsCommand extends SetupCommand
             return self::FAILURE;
         }
         if ($input->getOption('add')) {
-            $addresses = array_unique([...$shop->maintenance->getAddressInfo(), ...$addresses]);
+            $addresses = array_unique([...$shop->maintenance()->getAddressInfo(), ...$addresses]);
         }
-        $shop->maintenance->setAddresses(implode(',', $addresses));
+        $shop->maintenance()->setAddresses(implode(',', $addresses));
         $output->writeln('<info>Set exempt IP-addresses: '
-            . implode(' ', $shop->maintenance->getAddressInfo()) . '</info>');
+            . implode(' ', $shop->maintenance()->getAddressInfo()) . '</info>');
         return self::SUCCESS;
     }
 }

@@ -22,8 +22,8 @@ final class MaintenanceStatusCommand extends SetupCommand
     public function execute(Input $input, Output $output, Shop $shop): int
     {
         $output->writeln('<info>Status: maintenance mode is '
-            . ($shop->maintenance->isOn() ? 'active' : 'not active') . '</info>');
-        $addresses = implode(' ', $shop->maintenance->getAddressInfo());
+            . ($shop->maintenance()->isOn() ? 'active' : 'not active') . '</info>');
+        $addresses = implode(' ', $shop->maintenance()->getAddressInfo());
         $output->writeln('<info>List of exempt IP-addresses: ' . ($addresses ?: 'none') . '</info>');
         return self::SUCCESS;
     }

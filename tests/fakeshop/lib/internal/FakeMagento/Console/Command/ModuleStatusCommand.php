@@ -18,8 +18,8 @@ final class ModuleStatusCommand extends SetupCommand
 
     public function execute(Input $input, Output $output, Shop $shop): int
     {
-        $enabled = $shop->modules->enabledNames();
-        $disabled = array_values(array_diff(array_keys($shop->modules->codeModules()), $enabled));
+        $enabled = $shop->modules()->enabledNames();
+        $disabled = array_values(array_diff(array_keys($shop->modules()->codeModules()), $enabled));
         $output->writeln(['<info>List of enabled modules:</info>', ...($enabled ?: ['None']), '']);
         $output->writeln(['<info>List of disabled modules:</info>', ...($disabled ?: ['None'])]);
         return self::SUCCESS;

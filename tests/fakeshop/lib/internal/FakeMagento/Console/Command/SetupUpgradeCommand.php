@@ -62,7 +62,7 @@ final class SetupUpgradeCommand extends SetupCommand
             $this->updateModulesSequence($shop, $output, $keepGenerated);
             $db = $shop->db();
             $db->read(); // connection check before any output of the DB phase
-            $shop->cache->clean(Cache::TYPES); // Installer::removeUnusedTriggers()
+            $shop->cache()->clean(Cache::TYPES); // Installer::removeUnusedTriggers()
             $output->writeln('Cache cleared successfully');
             $this->installSchema($shop, $output);
             $this->installData($shop, $output);
@@ -89,9 +89,9 @@ final class SetupUpgradeCommand extends SetupCommand
                 . " Run 'magento setup:config:set --help' for options."
             );
         }
-        $shop->cache->flush(['config']);
+        $shop->cache()->flush(['config']);
         $output->writeln('Cache types config flushed successfully');
-        $shop->cache->clean(Cache::TYPES);
+        $shop->cache()->clean(Cache::TYPES);
         $output->writeln('Cache cleared successfully');
         if (!$keepGenerated) {
             $output->writeln('File system cleanup:');
@@ -107,7 +107,7 @@ final class SetupUpgradeCommand extends SetupCommand
         $config = $shop->config->configFile();
         $current = is_array($config['modules'] ?? null) ? $config['modules'] : [];
         $modules = [];
-        foreach (array_keys($shop->modules->codeModules()) as $name) {
+        foreach (array_keys($shop->modules()->codeModules()) as $name) {
             $modules[$name] = isset($current[$name]) && !$current[$name] ? 0 : 1;
         }
         $config['modules'] = $modules;
@@ -121,7 +121,7 @@ final class SetupUpgradeCommand extends SetupCommand
 
     private function installSchema(Shop $shop, Output $output): void
     {
-        $modules = $shop->modules->enabled();
+        $modules = $shop->modules()->enabled();
         $output->writeln('Schema creation/updates:');
         $shop->db()->update(static function (array $db) use ($modules): array {
             foreach ($modules as $name => $module) {
@@ -148,7 +148,7 @@ final class SetupUpgradeCommand extends SetupCommand
 
     private function installData(Shop $shop, Output $output): void
     {
-        $modules = $shop->modules->enabled();
+        $modules = $shop->modules()->enabled();
         $output->writeln('Data install/update:');
         $output->writeln('Disabling caches:');
         $this->logCacheStatus($output, 0);
@@ -165,7 +165,7 @@ final class SetupUpgradeCommand extends SetupCommand
         $output->writeln('Data post-updates:');
         $this->logModules($output, $modules);
         $output->writeln('Enabling caches:');
-        $shop->cache->clean(self::FRONTEND_CACHES);
+        $shop->cache()->clean(self::FRONTEND_CACHES);
         $this->logCacheStatus($output, 1);
     }
 

@@ -134,7 +134,7 @@ final class StaticContentDeployCommand extends Command
     {
         $version = (string)($input->getOption('content-version') ?? '');
         $version = $version !== '' ? $version : (string)time();
-        $shop->static->saveVersion($version);
+        $shop->staticContent()->saveVersion($version);
         if ($refreshOnly) {
             $output->writeln('New content version: ' . $version);
             return;
@@ -151,7 +151,7 @@ final class StaticContentDeployCommand extends Command
         }
         $stamp = 'release ' . $shop->label() . ', version ' . $version;
         foreach ($this->packages($input, $shop) as [$area, $theme, $locale]) {
-            $count = $shop->static->deployPackage($area, $theme, $locale, $stamp, $skip);
+            $count = $shop->staticContent()->deployPackage($area, $theme, $locale, $stamp, $skip);
             $output->writeln(sprintf(
                 '%-40s %-15s %s 100%%',
                 "{$area}/{$theme}/{$locale}",
