@@ -8,6 +8,7 @@ fails as a whole. CI must never be green because everything was skipped.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rig import IN_CI, Rig, make_rig, missing_requirements, skip_or_fail  # noqa: E402
 
 _passed = 0
+WORKERS_PER_CPU = 2
 
 
 def require_real_hosts(*, web: bool = False) -> None:
@@ -38,6 +40,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "real_hosts(web=False): needs root + sshd (+ php-fpm/nginx with web=True); "
         "skipped without them, failed under CI=true",
     )
+    config.addinivalue_line(
+        "markers",
+        "slow: a module of multi-host deploys under load, faults or long windows; "
+        "`-m 'not slow'` is the fast subset (tests/README.md)",
+    )
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: WORKERS_PER_CPU workers per CPU. A rig test spends much of its time
+    waiting (SSH round trips, daemons starting, PHP answering), so one worker per CPU
+    leaves the CPUs idle part of the time; more than this and they only queue."""
+    return max(1, (os.cpu_count() or 1) * WORKERS_PER_CPU)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow modules first (a stable sort): the workers start on the longest tests, and
+    the short ones fill in at the end instead of one worker finishing a slow module
+    alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -53,7 +74,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under ``CI=true`` a run that collected tests but passed none is a failure."""
+    """Under ``CI=true`` a run that collected tests but passed none is a failure. Decided
+    where every report arrives: the only process, or xdist's controller (a worker may
+    well have been given only skipped tests)."""
+    if hasattr(session.config, "workerinput"):
+        return
     if IN_CI and session.testscollected and _passed == 0 and exitstatus == 0:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

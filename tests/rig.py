@@ -59,6 +59,7 @@ import atexit
 import contextlib
 import dataclasses
 import fcntl
+import grp
 import json
 import os
 import pwd
@@ -1584,9 +1585,24 @@ def _ensure_user() -> pwd.struct_passwd:
         subprocess.run(["useradd", "-m", "-s", "/bin/bash", DEPLOY_USER], check=True)
         entry = pwd.getpwnam(DEPLOY_USER)
     subprocess.run(["usermod", "-p", "*", DEPLOY_USER], check=True)
+    # The test's repos belong to root; git refuses other users' repos by default. Written
+    # once here, under the machine lock: parallel rigs writing ~/.gitconfig would race.
+    trusted = subprocess.run(["su", DEPLOY_USER, "-c", "git config --global --get-all "
+                              "safe.directory"], capture_output=True, text=True).stdout
+    if "*" not in trusted.split():
+        subprocess.run(["su", DEPLOY_USER, "-c", "git config --global --add "
+                        "safe.directory '*'"], check=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     Path("/srv").mkdir(mode=0o755, exist_ok=True)
     return entry
+
+
+def add_deploy_user_to_group(group: str) -> None:
+    """Put the deploy user in ``group`` (once per machine, like the user; never removed:
+    another run may rely on it). sshd reads the groups at each login."""
+    with _machine_lock():
+        if DEPLOY_USER not in grp.getgrnam(group).gr_mem:
+            subprocess.run(["usermod", "-aG", group, DEPLOY_USER], check=True)
 
 
 def reap_stale_rigs(parent: Path = RIG_PARENT) -> list[Path]:

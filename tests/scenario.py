@@ -49,7 +49,6 @@ class Shop:
         port = rig.http_port if rig.http_port not in (None, 80) else None
         default = f"http://shop.test{f':{port}' if port else ''}/"
         shop.install_db(self.db, self.repo, base_url=base_url or default, **web)
-        self._trust_repo()
         for host in rig.hosts:
             env_php = host.inside("/srv/shop/shared/app/etc/env.php")
             env_php.parent.mkdir(parents=True, exist_ok=True)
@@ -58,11 +57,6 @@ class Shop:
             host.inside("/srv/log").mkdir(parents=True, exist_ok=True)
             host.sh(f"chown -R {rig.user}: /srv/shop /srv/log")
         subprocess.run(["chown", "-R", rig.user, str(self.db.parent)], check=True)
-
-    def _trust_repo(self) -> None:
-        """The repo belongs to root (the test); git refuses other users' repos by default."""
-        subprocess.run(["su", self.rig.user, "-c",
-                        "git config --global --replace-all safe.directory '*'"], check=True)
 
     # -- changes ---------------------------------------------------------------------------
     def commit(self, **changes: object) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import pytest
 from scenario import Shop
 
-pytestmark = pytest.mark.real_hosts(web=True)
+pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow]
 
 # Capistrano's YYYYMMDDHHMMSS of today: as text it sorts AFTER our ids of today
 # ("20261201000001" > "20261201.100243.904", since "0" > "."), though it is older.

@@ -11,7 +11,7 @@ from scenario import Shop
 import fabric_magento_deploy.magento
 from fabric_magento_deploy.deploy import DeployError
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 
 def flag(shop: Shop, host, release: str):

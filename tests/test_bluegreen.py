@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from rig import DEPLOY_USER, WebHost
+from rig import DEPLOY_USER, WebHost, add_deploy_user_to_group
 from scenario import Shop, polling
 
 from fabric_magento_deploy import bluegreen
@@ -187,8 +187,7 @@ def www_data() -> None:
     env.php through its group (deployer:www-data 0640): a file the deploy user writes can
     only be given a group it belongs to. Made once on this machine, like the user itself
     (sshd reads the groups at each login); never removed, another run may rely on it."""
-    if DEPLOY_USER not in grp.getgrnam("www-data").gr_mem:
-        subprocess.run(["usermod", "-aG", "www-data", DEPLOY_USER], check=True)
+    add_deploy_user_to_group("www-data")
 
 
 def env_array(shop: Shop) -> dict:

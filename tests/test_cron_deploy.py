@@ -19,7 +19,7 @@ from scenario import Shop, aborted_upgrade, eventually, running
 from fabric_magento_deploy import cron
 from fabric_magento_deploy.deploy import DeployError
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 STOP = "/srv/log/cron-loop.stop"
 SEEN = "/srv/log/cron-loop"

@@ -17,7 +17,7 @@ from scenario import (
 
 from fabric_magento_deploy.deploy import DeployError
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 
 @pytest.fixture

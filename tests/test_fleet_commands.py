@@ -8,7 +8,7 @@ import json
 import pytest
 from scenario import Shop
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 
 def test_magento_runs_on_every_host_or_the_primary_and_fails_if_one_does(rig3) -> None:

@@ -9,7 +9,7 @@ import signal
 import pytest
 from scenario import Shop, aborted_upgrade, eventually, running
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 
 def test_a_build_step_over_its_timeout_is_stopped_on_the_host(rig1) -> None:

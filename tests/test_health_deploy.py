@@ -24,7 +24,7 @@ from scenario import Shop
 
 from fabric_magento_deploy.health import USER_AGENT
 
-pytestmark = pytest.mark.real_hosts(web=True)
+pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow]
 
 NAME = "shop.test"
 LABEL = "app/code/Shop/Catalog/Label.php"

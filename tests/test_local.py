@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from scenario import FAB, ROOT, Shop
 
+pytestmark = pytest.mark.slow
+
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without the developer's own DEPLOY_* settings."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from scenario import Gate, Shop, eventually
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -603,6 +603,7 @@ def deploy_job(ci: str) -> Job:
     return next((j for j in found if j.env().get("DEPLOY_STAGE") == "production"), found[0])
 
 
+@pytest.mark.slow
 @pytest.mark.real_hosts
 @pytest.mark.parametrize("ci", FILES)
 def test_the_deploy_job_deploys_on_real_hosts(ci: str, runner: Runner) -> None:

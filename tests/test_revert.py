@@ -16,7 +16,7 @@ from scenario import Shop, polling
 
 from fabric_magento_deploy.deploy import DeployError
 
-pytestmark = pytest.mark.real_hosts(web=True)
+pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow]
 
 # Fatal only for a web request: every build step (which loads the file from the CLI) passes.
 BROKEN_LABEL = ("<?php\nreturn PHP_SAPI === 'cli' ? 'label'"

@@ -22,7 +22,7 @@ from fabric_magento_deploy.deploy import DeployError
 from fabric_magento_deploy.release import ReleaseRecord, Releases
 from fabric_magento_deploy.rollback import RollbackRefused, plan, rollback_target
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 # Fatal only for a web request (every build step loads the file from the CLI and passes):
 # the post-switch health check sees 500 and reverts the release (as in test_revert.py).
