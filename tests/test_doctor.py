@@ -323,10 +323,12 @@ def test_every_nginx_serving_the_host_is_checked_naming_its_config(fleet: Fleet)
         result, rows = run_doctor(fleet)
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
-    root = rows[(web3.name, "nginx root")]
-    assert [r[0] for r in root] == [OK, ERROR], out
-    assert root[0][1].startswith("/var/tmp/") and f"{web3.name} ({web3.address}" in root[0][1]
-    assert root[1][1].startswith(f"{conf}: root /srv/shop/releases/20261201.1/pub"), out
+    root = {r[1].split(": ")[0]: r for r in rows[(web3.name, "nginx root")]}  # by file
+    assert len(root) == 2 and root[conf][0] == ERROR, out
+    assert root[conf][1].startswith(f"{conf}: root /srv/shop/releases/20261201.1/pub"), out
+    (main,) = (r for name, r in root.items() if name != conf)
+    assert main[0] == OK and main[1].startswith("/var/tmp/"), out
+    assert f"{web3.name} ({web3.address}:{web3.http_port})" in main[1], out
     others = {k: v for k, v in rows.items() if k[0] != web3.name and any(r[0] != OK for r in v)}
     assert others == {}, out
 
