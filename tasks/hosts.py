@@ -104,6 +104,7 @@ class Host:
         self.timeout = DEFAULT_TIMEOUT  # seconds a command may take unless told otherwise
         self.verbose = False  # print each command before it runs (``--verbose``)
         self._guarded = False
+        self._lost = False  # every attempt to connect failed: later ones try once
 
     def configure(self, settings: Settings) -> Host:
         """Apply ``DEPLOY_HOST_KEYS`` (when set) and ``DEPLOY_TIMEOUT_COMMAND``."""
@@ -152,7 +153,10 @@ class Host:
         Paramiko never sets TCP_NODELAY; with Nagle + delayed ACK each short command
         costs ~45 ms instead of ~13 ms, which adds up over a deploy's hundred commands.
         A connection that is refused, times out or drops before SSH starts is tried again
-        (:data:`CONNECT_DELAYS`): nothing ran yet. Commands are never retried.
+        (:data:`CONNECT_DELAYS`): nothing ran yet. Commands are never retried. Once a
+        host could not be reached after those attempts, later steps of the same deploy
+        (switching back, unlocking, flushing) try it once: a host lost mid-deploy is
+        named in seconds, not after every step waited the delays again.
         """
         if self.is_local or self.runner.is_connected:  # type: ignore[attr-defined]
             return
@@ -160,16 +164,18 @@ class Host:
         if not self._guarded:
             hostkeys.guard(conn, self.host_keys)
             self._guarded = True
-        for delay in (*CONNECT_DELAYS, None):
+        for delay in (*(() if self._lost else CONNECT_DELAYS), None):
             try:
                 conn.open()
                 conn.transport.set_keepalive(KEEPALIVE)
+                self._lost = False
                 break
             except paramiko.BadHostKeyException as exc:
                 raise StepFailed(self.name, "connect", f"ssh {self.key}", None,
                                  hostkeys.describe_changed(conn.host, exc)) from exc
             except Exception as exc:  # paramiko raises many types; all mean "cannot reach"
                 if delay is None or not _transient(exc):
+                    self._lost = self._lost or delay is None  # all attempts failed
                     raise StepFailed(self.name, "connect", f"ssh {self.key}", None,
                                      f"{type(exc).__name__}: {exc}") from exc
                 conn.close()

@@ -107,3 +107,31 @@ def test_a_host_given_twice_is_refused_before_anything_runs(rig1) -> None:
     assert shop.log(web1) == [] and not web1.inside("/srv/shop/releases").exists()
     env = shop.fab("deploy", DEPLOY_HOSTS="web1, web1")
     assert env.returncode == 2 and "DEPLOY_HOSTS" in env.stderr and "web1" in env.stderr
+
+
+def test_a_host_that_could_not_be_reached_is_tried_once_by_later_steps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host lost mid-deploy: the first step waits the retry delays (it may be an sshd
+    restarting), the later ones (switch back, unlock) try it once, so the deploy names it
+    in seconds instead of waiting the delays again at every step."""
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    attempts: list[float] = []
+    delays: list[float] = []
+    real_open = Connection.open
+
+    def counted_open(self: Connection) -> None:
+        attempts.append(1)
+        real_open(self)
+
+    monkeypatch.setattr(Connection, "open", counted_open)
+    monkeypatch.setattr("fabric_magento_deploy.hosts.time.sleep", delays.append)
+    host = Host("web9", Connection(f"deployer@127.0.0.1:{port}",
+                                   connect_kwargs={"look_for_keys": False}))
+    with pytest.raises(Exception, match="web9"):
+        host.run("true", step="first")
+    assert (len(attempts), delays) == (3, [1.0, 3.0])
+    with pytest.raises(Exception, match="web9"):
+        host.run("true", step="unlock")
+    assert (len(attempts), delays) == (4, [1.0, 3.0])
