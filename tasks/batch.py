@@ -53,10 +53,11 @@ def sections(output: str, token: str) -> dict[str, tuple[int, str]]:
 
 def chain(steps: list[Step], token: str) -> Step:
     """Several steps as one command (one round trip), in order, stopping at the first that
-    fails; that one names itself on stderr (see :func:`run_chain`). The steps' inputs are
+    fails; that one names itself on stderr (see :func:`run_chain`). Each step runs in a
+    subshell, as it did alone: an ``exit`` in it ends that step. The steps' inputs are
     sent one after the other; a step without input reads ``/dev/null``, so it can never
     swallow the input of a later step (a credential read by ``checkout``)."""
-    parts = [f"{{ {step.command}\n}}{'' if step.stdin else ' </dev/null'} || {{ rc=$?; "
+    parts = [f"( {step.command}\n){'' if step.stdin else ' </dev/null'} || {{ rc=$?; "
              f"printf '\\n@@%s failed %s\\n' {token} {q(step.name)} >&2; exit $rc; }}"
              for step in steps]
     stdin = "".join(step.stdin or "" for step in steps) or None
