@@ -92,14 +92,16 @@ def _normal(addr: str) -> str:
     return str(ip)
 
 
-def connect_address(found: Listeners, port: int) -> str | None:
+def connect_address(found: Listeners, port: int, *, own_only: bool = False) -> str | None:
     """The address to reach the host's web server on ``port`` from the host itself, or
     None when nothing listens there.
 
     The address the SSH session arrived at comes first when the server is bound to it
     (hosts sharing one network namespace, and a server bound to one address, which does
     not answer on 127.0.0.1); then loopback, which a wildcard listener also answers on;
-    then any other bound address (the probe before the build proves it answers).
+    then, unless ``own_only``, any other bound address (the probe before the build
+    proves it answers). Another address may be another server's: a second shop's nginx
+    on the same machine, or another host where hosts share a network namespace.
     """
     bound = found.addresses(port)
     if not bound:
@@ -109,6 +111,8 @@ def connect_address(found: Listeners, port: int) -> str | None:
     for addr in ("127.0.0.1", "0.0.0.0", "::1", "::"):
         if addr in bound:
             return WILDCARDS.get(addr, addr)
+    if own_only:
+        return None
     return sorted(bound, key=lambda a: (ipaddress.ip_address(a).is_loopback is False, a))[0]
 
 
@@ -190,20 +194,24 @@ def plan(url: str, found: Listeners, host: str) -> Target:
     """The request ``host`` makes for the shop at ``url``, against its own web server
     (pure). https with nothing listening on the https port but something on 80: TLS ends
     in front of the host (a load balancer), so plain http on 80 with
-    ``X-Forwarded-Proto: https``, as the offloader sends it. Nothing at all: an error
-    naming the settings that fix it."""
+    ``X-Forwarded-Proto: https``, as the offloader sends it. Both are looked for on the
+    host's own addresses (where SSH arrived, loopback, wildcards) before any other: an
+    https port bound on another address is not this shop's when its own serves http.
+    Nothing at all: an error naming the settings that fix it."""
     parts = urlsplit(url)
     name, port = parts.hostname or "", port_of(parts)
-    addr = connect_address(found, port)
-    if addr:
-        return Target(url, resolve_entry(name, port, addr), note=f"{name}:{port} -> {addr}",
-                      source=addr)
-    if parts.scheme == "https" and (offload := connect_address(found, 80)):
-        http = parts._replace(scheme="http", netloc=name).geturl()
-        return Target(http, resolve_entry(name, 80, offload), (OFFLOAD_HEADER,),
-                      note=f"nothing listens on :{port}, TLS ends before this host: "
-                           f"http://{name}:80 -> {offload} with {OFFLOAD_HEADER}",
-                      source=offload)
+    for own_only in (True, False):  # this host's own addresses first, direct or offloaded
+        addr = connect_address(found, port, own_only=own_only)
+        if addr:
+            return Target(url, resolve_entry(name, port, addr),
+                          note=f"{name}:{port} -> {addr}", source=addr)
+        if parts.scheme == "https" and (offload := connect_address(found, 80,
+                                                                   own_only=own_only)):
+            http = parts._replace(scheme="http", netloc=name).geturl()
+            return Target(http, resolve_entry(name, 80, offload), (OFFLOAD_HEADER,),
+                          note=f"nothing listens on :{port}, TLS ends before this host: "
+                               f"http://{name}:80 -> {offload} with {OFFLOAD_HEADER}",
+                          source=offload)
     listening = sorted({p for _, p in found.sockets})
     raise ShopUrlError(
         f"[{host}] nothing listens on port {port} for {url} (listening ports: "

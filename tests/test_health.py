@@ -252,6 +252,15 @@ def test_the_request_each_host_makes() -> None:
         "http://shop.example.com/", "shop.example.com:80:127.0.0.1",
         ("X-Forwarded-Proto: https",))
     assert "TLS ends before this host" in offloaded.note
+    # Another server's https on another address (a second shop, a host sharing the
+    # network namespace) is not this shop's: its own address serves http, TLS offloaded.
+    beside = shopurl.plan("https://shop.example.com/", Listeners(frozenset(
+        {("10.0.0.5", 80), ("10.0.0.6", 443)}), "10.0.0.5"), "web1")
+    assert (beside.url, beside.resolve) == ("http://shop.example.com/",
+                                            "shop.example.com:80:10.0.0.5")
+    elsewhere = shopurl.plan("https://shop.example.com/", Listeners(frozenset(
+        {("10.0.0.6", 443)}), "10.0.0.5"), "web1")  # bound elsewhere only: still found
+    assert elsewhere.resolve == "shop.example.com:443:10.0.0.6"
     with pytest.raises(ShopUrlError, match=r"\[web2\] nothing listens on port 443.*"
                                            r"DEPLOY_HEALTH_BASE_URL"):
         shopurl.plan("https://shop.example.com/", Listeners(frozenset({("::1", 22)})), "web2")
