@@ -139,7 +139,7 @@ class HttpLoad:
         timeout: float = 5.0,
         pause: float = 0.01,
         max_seconds: float = 120.0,
-        max_requests: int = 50_000,
+        max_requests: int = 150_000,
     ) -> None:
         if not targets:
             raise ValueError("HttpLoad needs at least one target")

@@ -34,7 +34,8 @@ from test_under_load import (
     assert_static_version_is_the_deployed_one,
 )
 
-pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow]
+pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow,
+              pytest.mark.xdist_group("http_load")]
 
 HOSTS = 8
 # FPM workers per host: 8 hosts share the machine's two cores with the load and the deploy.

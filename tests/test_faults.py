@@ -49,7 +49,8 @@ from load import HttpLoad, Sample
 from rig import Rig, WebHost, make_rig
 from scenario import FAB, Gate, Shop, eventually, running
 
-pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow]
+pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow,
+              pytest.mark.xdist_group("http_load")]
 
 HOSTS = ("web1", "web2", "web3")
 SHARED = "/srv/shop/shared"
