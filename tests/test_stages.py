@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from scenario import FAB, Shop
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 
 def test_staging_and_production_from_one_checkout(rig3) -> None:

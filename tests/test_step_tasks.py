@@ -8,7 +8,7 @@ import re
 import pytest
 from scenario import Shop
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 
 def test_steps_over_two_hosts_agree_and_refuse_what_deploy_would(rig3) -> None:

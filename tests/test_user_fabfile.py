@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from scenario import Shop
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 FABFILE = '''\
 from fabric import Group, task

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from scenario import ROOT, Shop
 
-pytestmark = pytest.mark.real_hosts
+pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 HOOK_LOG = "/srv/log/user-hooks.log"
