@@ -229,8 +229,6 @@ def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "",
             on_all(hosts, lambda h: lock.release(h, settings, info))
 
 
-CONFIG = preflight.CONFIG
-
 
 def open_all(hosts: list[Host]) -> None:
     """Connect to every host before fanning out (a lazily opened Connection races)."""

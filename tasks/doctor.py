@@ -28,8 +28,8 @@ from invoke import Context
 from . import health, lock, magento, opcache, procs
 from .build import static_version
 from .cli import FleetTask, clean_errors, fleet_call, fleet_post
-from .deploy import CONFIG
 from .hosts import Host, StepFailed, distinct, on_all, q, say
+from .preflight import CONFIG
 from .redact import redact, split
 from .release import live_release, new_release_id
 from .settings import Settings
