@@ -229,7 +229,6 @@ def locked(hosts: list[Host], settings: Settings, action: str, rel: str = "",
             on_all(hosts, lambda h: lock.release(h, settings, info))
 
 
-
 def open_all(hosts: list[Host]) -> None:
     """Connect to every host before fanning out (a lazily opened Connection races)."""
     raise_on_failures(on_all(hosts, Host.open), "connecting")
