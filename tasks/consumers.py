@@ -50,6 +50,9 @@ NOT_DEFINED = (f'Command "{RESTART}" is not defined',
                'There are no commands defined in the "queue:consumers" namespace')
 # The scanner gets the deploy path on stdin and spells "magento" in two halves, so that
 # its own command line (and the shells Fabric wraps it in) never matches what it looks for.
+# One grep picks the processes whose command line names it (the grep itself has exited
+# when the loop reads them): a loop forking `tr` for every process of the deploy user
+# cost a fork per process on every deploy.
 _SCAN = r"""
 IFS= read -r deploy
 pat=mag; pat=${pat}ento
@@ -57,7 +60,8 @@ ours=$(stat -L -c %d:%i "$deploy" 2>/dev/null)
 printf 'U\t%s\t%s\t%s\n' "$(cut -d' ' -f1 /proc/uptime)" "$(getconf CLK_TCK)" "$(date +%s.%N)"
 printf 'C\t%s\t%s\t%s\n' "$(find "$deploy/current" -maxdepth 0 -printf '%T@' 2>/dev/null)" \
   "$(readlink "$deploy/current" 2>/dev/null)" "$(readlink -f "$deploy" 2>/dev/null)"
-for d in /proc/[0-9]*; do
+for c in $(grep -l -a -F -e "$pat" /proc/[0-9]*/cmdline 2>/dev/null); do
+  d=${c%/cmdline}
   [ -O "$d" ] || continue
   args=$(tr '\0\n' '\037\036' < "$d/cmdline" 2>/dev/null) || continue
   case $args in *"$pat"*) ;; *) continue ;; esac

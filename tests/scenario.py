@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FAB = str(Path(sys.executable).with_name("fab"))
 LOG = "/srv/log/magento.jsonl"
 FAULTS = "/srv/log/faults.json"
-DEADLINE = 60.0  # seconds a poll waits for a state before the test fails
+DEADLINE = 120.0  # seconds a poll waits for a state before the test fails (a busy CI)
 T = TypeVar("T")
 
 
@@ -246,7 +246,7 @@ def eventually(check: Callable[[], T], what: str, timeout: float = DEADLINE) -> 
         time.sleep(0.02)
 
 
-def stop_with(proc: subprocess.Popen[str], sig: int, timeout: float = 30.0) -> str:
+def stop_with(proc: subprocess.Popen[str], sig: int, timeout: float = 60.0) -> str:
     """Send ``sig`` to a background ``fab`` (see :meth:`Shop.fab_background`) and return
     its output once it exited. Still running ``timeout`` seconds later is a failure (the
     signal was not acted on); the process is killed first so it cannot outlive the test."""
