@@ -215,11 +215,11 @@ class Host:
         show = self.echo if echo is None else echo
         out = _LinePrefixer(f"[{self.name}] ", sys.stdout) if show else None
         err = _LinePrefixer(f"[{self.name}] ", sys.stderr) if show else None
-        bounded = f'timeout -k 30 {limit} "${{SHELL:-sh}}" -c {q(command)}'
         started = time.monotonic()
         try:
             result = self.runner.run(
-                bounded, warn=True, hide=True, in_stream=_WholeInput(stdin) if stdin else False,
+                _bounded(command, limit), warn=True, hide=True,
+                in_stream=_WholeInput(stdin) if stdin else False,
                 out_stream=out, err_stream=err, timeout=limit + 60,
             )
         except Exception as exc:  # SSH dropped, channel closed, our own backstop timeout
@@ -229,19 +229,24 @@ class Host:
             for stream in (out, err):
                 if stream:
                     stream.flush()
-        if result.exited == NO_EXIT_STATUS:  # paramiko: channel closed without an exit status
-            raise StepFailed(self.name, step, command, None,
-                             f"{result.stdout}{result.stderr}\nno exit status: the connection "
-                             "was lost or the command was killed; its outcome is unknown")
-        if (result.exited in (TIMED_OUT, TIMED_OUT_KILLED)
-                and time.monotonic() - started >= limit):
-            raise StepFailed(self.name, step, command, result.exited,
-                             f"{result.stdout}{result.stderr}\ntimed out after {limit} s and "
-                             "was stopped (DEPLOY_TIMEOUT_* sets the limits)", timed_out=True)
-        if result.failed and not warn:
-            raise StepFailed(self.name, step, command, result.exited,
-                             result.stdout + result.stderr)
+        self._judge(step, command, result.exited, result.stdout + result.stderr,
+                    time.monotonic() - started, limit, warn)
         return result
+
+    def _judge(self, step: str, command: str, exited: int, output: str, took: float,
+               limit: int, warn: bool) -> None:
+        """Raise :class:`StepFailed` for a lost outcome, a timeout (even with ``warn``) or,
+        unless ``warn``, a failure: one verdict for every way a command is sent."""
+        if exited == NO_EXIT_STATUS:  # paramiko: channel closed without an exit status
+            raise StepFailed(self.name, step, command, None,
+                             f"{output}\nno exit status: the connection was lost or the "
+                             "command was killed; its outcome is unknown")
+        if exited in (TIMED_OUT, TIMED_OUT_KILLED) and took >= limit:
+            raise StepFailed(self.name, step, command, exited,
+                             f"{output}\ntimed out after {limit} s and was stopped "
+                             "(DEPLOY_TIMEOUT_* sets the limits)", timed_out=True)
+        if exited != 0 and not warn:
+            raise StepFailed(self.name, step, command, exited, output)
 
     def run_together(self, command: str, barrier: threading.Barrier, *, step: str,
                      timeout: int | None = None) -> Result | SimpleResult:
@@ -280,20 +285,18 @@ class Host:
     def _exec(self, channel: paramiko.Channel, command: str, step: str,
               limit: int) -> SimpleResult:
         """Run ``command`` on an open channel; the result or :class:`StepFailed`."""
-        bounded = f'timeout -k 30 {limit} "${{SHELL:-sh}}" -c {q(command)}'
+        started = time.monotonic()
         try:
             channel.settimeout(limit + 60)
-            channel.exec_command(bounded)
+            channel.exec_command(_bounded(command, limit))
             out = channel.makefile("r").read().decode(errors="replace")
             err = channel.makefile_stderr("r").read().decode(errors="replace")
             exited = channel.recv_exit_status()
         except Exception as exc:  # the connection dropped: the outcome is unknown
             raise StepFailed(self.name, step, command, None,
                              f"{type(exc).__name__}: {exc}") from exc
-        if exited != 0:
-            raise StepFailed(self.name, step, command, None if exited == NO_EXIT_STATUS
-                             else exited, out + err, timed_out=exited in (TIMED_OUT,
-                                                                          TIMED_OUT_KILLED))
+        self._judge(step, command, exited, out + err, time.monotonic() - started, limit,
+                    warn=False)
         return SimpleResult(out, err, exited)
 
     def test(self, command: str) -> bool:
@@ -306,6 +309,11 @@ class Host:
 
     def __repr__(self) -> str:
         return f"Host({self.name!r})"
+
+
+def _bounded(command: str, limit: int) -> str:
+    """``command`` under coreutils ``timeout`` on the host (see :meth:`Host.run`)."""
+    return f'timeout -k 30 {limit} "${{SHELL:-sh}}" -c {q(command)}'
 
 
 class SimpleResult:
