@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .hosts import q
+from .procs import normal
 
 # The listening sockets of the host, then the address our SSH session arrived at.
 LISTENERS = ('cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; '
@@ -70,7 +71,7 @@ def parse_listeners(text: str) -> Listeners:
     for line in text.splitlines():
         fields = line.split()
         if fields[:1] == ["S"]:
-            arrived = _normal(fields[3]) if len(fields) >= 4 else ""
+            arrived = normal(fields[3]) if len(fields) >= 4 else ""
             continue
         if len(fields) < 4 or fields[3] != LISTEN_STATE or ":" not in fields[1]:
             continue
@@ -80,16 +81,6 @@ def parse_listeners(text: str) -> Listeners:
         except ValueError:
             continue
     return Listeners(frozenset(sockets), arrived)
-
-
-def _normal(addr: str) -> str:
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return addr
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 def connect_address(found: Listeners, port: int, *, own_only: bool = False) -> str | None:
