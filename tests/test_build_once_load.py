@@ -34,8 +34,7 @@ from test_under_load import (
     assert_static_version_is_the_deployed_one,
 )
 
-pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow,
-              pytest.mark.xdist_group("http_load")]
+pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow]
 
 HOSTS = 8
 # FPM workers per host: 8 hosts share the machine's two cores with the load and the deploy.

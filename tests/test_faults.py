@@ -49,8 +49,7 @@ from load import HttpLoad, Sample
 from rig import Rig, WebHost, make_rig
 from scenario import FAB, Gate, Shop, eventually, running
 
-pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow,
-              pytest.mark.xdist_group("http_load")]
+pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow]
 
 HOSTS = ("web1", "web2", "web3")
 SHARED = "/srv/shop/shared"

@@ -30,8 +30,7 @@ from scenario import Shop
 from fabric_magento_deploy.deploy import DeployError
 from fabric_magento_deploy.report import Summary
 
-pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow,
-              pytest.mark.xdist_group("http_load")]
+pytestmark = [pytest.mark.real_hosts(web=True), pytest.mark.slow]
 
 # Request latency on a busy 2-core machine, on each side of a window: a visitor's request
 # that starts just before the flag appears, or ends just after it goes, still counts.
