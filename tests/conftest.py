@@ -51,9 +51,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: WORKERS_PER_CPU workers per CPU. Measured on 2 cores (full suite):
-    2 workers 18.6 min, 4 workers 17.2 min but with tests timing out: the modules under
-    HTTP load keep the CPUs busy by themselves, and more workers only queue behind them."""
+    """``-n auto``: WORKERS_PER_CPU workers per CPU. Measured on 2 cores (full suite, the
+    HTTP-load modules as one unit): 2 workers 11.1-11.9 min with the CPUs about 90 % busy,
+    3 workers 10.7 min at 97 %. The suite is CPU-bound; a third worker only queues, and
+    leaves the tests under HTTP load less margin on a busier machine."""
     return max(1, (os.cpu_count() or 1) * WORKERS_PER_CPU)
 
 
