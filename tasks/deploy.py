@@ -234,13 +234,27 @@ def open_all(hosts: list[Host]) -> None:
     raise_on_failures(on_all(hosts, Host.open), "connecting")
 
 
+KILLER = "fmd-kill-in"  # in the cleanup's own command line, so it never kills itself
+
+
 def kill_in(path: str) -> str:
-    """Kill the processes whose working directory is ``path`` or inside it (a build we
-    left). One ``find`` prints every process's ``cwd`` link and shell builtins compare and
-    kill: a loop forking ``readlink`` per process took tens of seconds on a busy host."""
-    return (f"find /proc/[0-9]* -maxdepth 1 -name cwd -printf '%h %l\\n' 2>/dev/null |"
-            " while read -r proc cwd; do case \"$cwd\" in"
-            f" {q(path)}|{q(path)}/*) kill \"${{proc#/proc/}}\" 2>/dev/null;; esac; done")
+    """Kill what still works on the release at ``path`` (a build we left): processes whose
+    working directory is in it, and the whole process group of any command that names it.
+
+    Why both: a build command outlives its SSH connection (no terminal, no SIGHUP), and
+    one still fetching into the mirror has no working directory in the release yet; left
+    alone, it created the folder after this cleanup had removed it. Every command runs
+    under ``timeout`` (:meth:`hosts.Host.run`), which leads its own process group. One
+    ``find`` and one ``grep`` over ``/proc``: forking per process took tens of seconds on a
+    busy host."""
+    path = q(path)
+    return (f": {KILLER}; find /proc/[0-9]* -maxdepth 1 -name cwd -printf '%h %l\\n' "
+            "2>/dev/null | while read -r proc cwd; do case \"$cwd\" in"
+            f" {path}|{path}/*) kill \"${{proc#/proc/}}\" 2>/dev/null;; esac; done;"
+            f" grep -lF -e {path} -e {KILLER} /proc/[0-9]*/cmdline 2>/dev/null |"
+            f" xargs -r grep -LF -e {KILLER} 2>/dev/null | while read -r file; do"
+            " pid=${file#/proc/}; for group in $(ps -o pgid= -p \"${pid%/cmdline}\");"
+            " do kill -- \"-$group\" 2>/dev/null; done; done")
 
 
 def abandon(hosts: list[Host], settings: Settings, record: ReleaseRecord, why: str) -> str:
@@ -253,7 +267,11 @@ def abandon(hosts: list[Host], settings: Settings, record: ReleaseRecord, why: s
     record.status, record.note, record.finished = FAILED, redact(why)[:2000], release.utc_now()
 
     def one(host: Host) -> None:
-        host.run(kill_in(path) + "; " + release.remove_release_cmd(settings, record.id),
+        # A killed process may still write for a moment (rm -rf then finds a directory
+        # not empty): remove again until the folder is gone, for at most about 3 s.
+        remove = release.remove_release_cmd(settings, record.id)
+        host.run(f"{kill_in(path)}; for try in 1 2 3 4 5 6 7 8 9 10; do {remove};"
+                 f" [ -e {q(path)} ] || break; sleep 0.3; done",
                  step="remove failed release", warn=True, echo=False)
         release.write_record(host, settings, record)
 

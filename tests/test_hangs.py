@@ -5,9 +5,14 @@ work aborts with a state report, and the lock stays while the outcome is unknown
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import pytest
 from scenario import Shop, aborted_upgrade, eventually, running
+
+from fabric_magento_deploy.deploy import abandon
+from fabric_magento_deploy.hosts import _bounded
+from fabric_magento_deploy.release import ReleaseRecord
 
 pytestmark = [pytest.mark.real_hosts, pytest.mark.slow]
 
@@ -76,3 +81,28 @@ def test_a_second_signal_during_the_upgrade_aborts_with_a_state_report(rig1) -> 
     assert "send it again to abort now" in out and "ABORTED by a second signal" in out
     assert f"web1: current -> releases/{live}, maintenance ON" in out
     assert shop.lock_exists(web1), "outcome unknown: the lock stays"
+
+
+def test_a_build_command_that_outlived_its_connection_cannot_bring_the_release_back(
+        rig1) -> None:
+    """SIGTERM while a host still fetched into the mirror: its command runs on without its
+    SSH connection (no terminal, no SIGHUP), with no working directory in the release yet.
+    The cleanup must stop it, or it creates the folder after the cleanup removed it
+    (seen in test_faults' interrupted build on a busy CI machine)."""
+    shop = Shop(rig1)
+    web1 = rig1.host("web1")
+    shop.deploy()
+    settings = shop.settings()
+    record = ReleaseRecord("20991231.235959.000")
+    path = settings.release_dir(record.id)
+    late = f"sleep 3.25; mkdir -p {path}/late"  # as a build chain: a later step creates it
+    client = subprocess.Popen(rig1.ssh_argv("web1", _bounded(late, 60)),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    eventually(lambda: running(web1, "3.25"), "the build command runs on web1")
+    client.kill()  # the connection is gone; the command on the host is not
+    client.wait()
+    assert running(web1, "3.25"), "the command died with its connection: no fault to clean up"
+    said = abandon(shop.hosts(), settings, record, "interrupted")
+    assert "removed on every host" in said
+    eventually(lambda: not running(web1, "3.25"), "the left command stopped on web1")
+    assert not web1.inside(path).exists(), "the left build command created the release"
