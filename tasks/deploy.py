@@ -234,27 +234,27 @@ def open_all(hosts: list[Host]) -> None:
     raise_on_failures(on_all(hosts, Host.open), "connecting")
 
 
-KILLER = "fmd-kill-in"  # in the cleanup's own command line, so it never kills itself
-
-
 def kill_in(path: str) -> str:
     """Kill what still works on the release at ``path`` (a build we left): processes whose
-    working directory is in it, and the whole process group of any command that names it.
+    working directory is in it, and the process group of any command that names it.
 
     Why both: a build command outlives its SSH connection (no terminal, no SIGHUP), and
     one still fetching into the mirror has no working directory in the release yet; left
     alone, it created the folder after this cleanup had removed it. Every command runs
-    under ``timeout`` (:meth:`hosts.Host.run`), which leads its own process group. One
-    ``find`` and one ``grep`` over ``/proc``: forking per process took tens of seconds on a
-    busy host."""
+    under ``timeout`` (:meth:`hosts.Host.run`), which leads its own process group. Never
+    this cleanup's own group, nor a process of another mount namespace (another host of
+    a test rig, another container). One ``find`` and one ``grep`` over ``/proc``: forking
+    per process took tens of seconds on a busy host."""
     path = q(path)
-    return (f": {KILLER}; find /proc/[0-9]* -maxdepth 1 -name cwd -printf '%h %l\\n' "
-            "2>/dev/null | while read -r proc cwd; do case \"$cwd\" in"
+    return ("find /proc/[0-9]* -maxdepth 1 -name cwd -printf '%h %l\\n' 2>/dev/null |"
+            " while read -r proc cwd; do case \"$cwd\" in"
             f" {path}|{path}/*) kill \"${{proc#/proc/}}\" 2>/dev/null;; esac; done;"
-            f" grep -lF -e {path} -e {KILLER} /proc/[0-9]*/cmdline 2>/dev/null |"
-            f" xargs -r grep -LF -e {KILLER} 2>/dev/null | while read -r file; do"
-            " pid=${file#/proc/}; for group in $(ps -o pgid= -p \"${pid%/cmdline}\");"
-            " do kill -- \"-$group\" 2>/dev/null; done; done")
+            " ns=$(readlink /proc/$$/ns/mnt); for me in $(ps -o pgid= -p $$); do :; done;"
+            f" grep -lF -e {path} /proc/[0-9]*/cmdline 2>/dev/null | while read -r file; do"
+            " pid=${file#/proc/}; pid=${pid%/cmdline};"
+            " [ \"$(readlink /proc/$pid/ns/mnt 2>/dev/null)\" = \"$ns\" ] || continue;"
+            " for group in $(ps -o pgid= -p \"$pid\"); do"
+            " [ \"$group\" = \"$me\" ] || kill -- \"-$group\" 2>/dev/null; done; done")
 
 
 def abandon(hosts: list[Host], settings: Settings, record: ReleaseRecord, why: str) -> str:
